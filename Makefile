@@ -1,0 +1,40 @@
+# stimuli — run `make help` for the targets.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: help install test test-full lint format bench run sweep clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(VENV)/bin/python  ## create .venv with torch (CPU, pinned) and stimuli[dev]
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[dev]'
+
+test:  ## the fast suite (what CI runs)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-full:  ## every test, the slow ones too
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint:  ## ruff lint + format check
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format:  ## ruff fix + format
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench:  ## benchmarks; results land in bench/results/
+	$(PY) -m bench.data_cache
+
+run:  ## the open-cohort experiment end to end
+	$(PY) -m stimuli.run +experiment=apnea_cnn
+
+clean:  ## remove outputs and caches (not the data)
+	rm -rf outputs multirun .cache .pytest_cache .ruff_cache

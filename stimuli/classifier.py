@@ -1,0 +1,117 @@
+"""One LightningModule for every network trained here: teacher, identity model, neural students.
+
+Targets are class indices, or `(N, K)` probability vectors when learning from soft labels
+(knowledge distillation from the teacher's outputs on stimuli).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pytorch_lightning import LightningModule
+from torch import Tensor, nn
+
+from stimuli.metrics import binary_metrics
+from stimuli.synthesis.augment import random_amplitude_scale, random_time_shift
+
+
+class Classifier(LightningModule):
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        class_weights: Tensor | None = None,
+        max_shift: int = 0,
+        amp_jitter: float = 0.0,
+        temperature: float = 1.0,
+        binary: bool = True,
+        schedule: str = "cosine",
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.lr, self.weight_decay = lr, weight_decay
+        self.max_shift, self.amp_jitter = max_shift, amp_jitter
+        self.temperature = temperature
+        self.schedule = schedule
+        self.register_buffer("class_weights", class_weights, persistent=False)
+        self.binary = binary
+        if binary:
+            self.val_metrics = binary_metrics("val/")
+            self.test_metrics = binary_metrics("test/")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def _augment(self, x: Tensor) -> Tensor:
+        if self.max_shift:
+            x = random_time_shift(x, self.max_shift)
+        if self.amp_jitter:
+            x = random_amplitude_scale(x, self.amp_jitter)
+        return x
+
+    def loss(self, logits: Tensor, target: Tensor) -> Tensor:
+        if target.ndim == 2:  # soft labels: KL to the tempered targets, scaled by T^2 (Hinton)
+            t = self.temperature
+            soft = F.softmax(torch.log(target.clamp_min(1e-8)) / t, dim=1)
+            return F.kl_div(F.log_softmax(logits / t, 1), soft, reduction="batchmean") * t * t
+        return F.cross_entropy(logits, target, weight=self.class_weights)
+
+    def training_step(self, batch, batch_idx: int) -> Tensor:
+        x, target = batch[0], batch[1]
+        loss = self.loss(self(self._augment(x)), target)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+        return loss
+
+    def _eval_step(self, batch, metrics, prefix: str) -> None:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        self.log(f"{prefix}loss", F.cross_entropy(logits, y), on_epoch=True, on_step=False)
+        if self.binary:
+            metrics.update(logits.softmax(1)[:, 1], y)
+        else:
+            acc = (logits.argmax(1) == y).float().mean()
+            self.log(f"{prefix}acc", acc, on_epoch=True, on_step=False)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.val_metrics if self.binary else None, "val/")
+
+    def on_validation_epoch_end(self) -> None:
+        if self.binary:
+            self.log_dict(self.val_metrics.compute(), prog_bar=True)
+            self.val_metrics.reset()
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, self.test_metrics if self.binary else None, "test/")
+
+    def on_test_epoch_end(self) -> None:
+        if self.binary:
+            self.log_dict(self.test_metrics.compute())
+            self.test_metrics.reset()
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.schedule != "cosine":
+            return opt
+        total = self.trainer.estimated_stepping_batches
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.lr, total_steps=max(total, 1))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Softmax outputs in eval mode, batched; the model's mode is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model(x[i : i + batch_size]).softmax(1) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out
+
+
+@torch.no_grad()
+def embed(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+    was_training = model.training
+    model.eval()
+    out = torch.cat([model.embed(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    model.train(was_training)
+    return out

@@ -1,0 +1,312 @@
+"""Reading PhysioNet's Apnea-ECG layout: minute labels, beat times, waveforms, person table."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import wfdb
+from scipy.signal import resample_poly
+
+from stimuli.data.cohort import CohortDataModule
+from stimuli.data.physionet import download_database
+from stimuli.data.recording import CohortError, Recording
+
+APNEA_SYMBOLS = {"A": 1, "N": 0}
+MINUTE_S = 60.0
+
+
+def discover_records(root: Path, record_regex: str) -> list[str]:
+    """Record names with a header and minute labels, e.g. a01…c10 (not the `er`/`r` variants)."""
+    pattern = re.compile(record_regex)
+    listed = root / "RECORDS"
+    names = listed.read_text().split() if listed.is_file() else [p.stem for p in root.glob("*.hea")]
+    return sorted(n for n in set(names) if pattern.fullmatch(n) and (root / f"{n}.apn").is_file())
+
+
+def person_table(root: Path) -> dict[str, str]:
+    """Record → person id, from PhysioNet's `additional-information*.txt`.
+
+    The table has one row per record; records of one person share age, sex, height and weight,
+    so identical rows are grouped and named after their first record.
+    """
+    rows: dict[str, tuple[str, ...]] = {}
+    for path in sorted(root.glob("additional-information*.txt")):
+        for line in path.read_text(errors="replace").splitlines():
+            parts = line.split()
+            if len(parts) >= 12 and re.fullmatch(r"[a-z]\d\d", parts[0]):
+                rows[parts[0]] = tuple(parts[8:12])  # age, sex, height, weight
+    first_of: dict[tuple[str, ...], str] = {}
+    for name in sorted(rows):
+        first_of.setdefault(rows[name], name)
+    return {name: first_of[row] for name, row in rows.items()}
+
+
+def persons_for(root: Path, records: Sequence[str]) -> dict[str, str]:
+    table = person_table(root)
+    missing = [r for r in records if r not in table]
+    if missing:
+        warnings.warn(
+            f"{root}: no additional-information row for {', '.join(missing)}; each is taken as its "
+            "own person. Put PhysioNet's additional-information.txt in the folder to group nights "
+            "by person.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return {r: table.get(r, r) for r in records}
+
+
+def minute_labels(root: Path, label_record: str, fs: float) -> tuple[np.ndarray, np.ndarray]:
+    """`[start, stop)` sample spans at `fs` and 0/1 labels of each scored minute."""
+    path = root / f"{label_record}.apn"
+    if not path.is_file():
+        raise CohortError(f"{path}: minute labels are missing. Add the record's .apn file.")
+    try:
+        ann = wfdb.rdann(str(root / label_record), "apn")
+    except Exception as err:
+        raise CohortError(
+            f"{path}: cannot read the annotation file ({err}). Re-download it."
+        ) from err
+    unknown = sorted(set(ann.symbol) - set(APNEA_SYMBOLS))
+    if unknown:
+        raise CohortError(
+            f"{path}: unexpected label symbols {unknown}; expected A or N per minute."
+        )
+    ann_fs = float(ann.fs or 100.0)
+    starts = np.round(np.asarray(ann.sample) / ann_fs * fs).astype(np.int64)
+    segments = np.stack([starts, starts + round(MINUTE_S * fs)], axis=1)
+    labels = np.array([APNEA_SYMBOLS[s] for s in ann.symbol], dtype=np.int64)
+    return segments, labels
+
+
+def rr_series(
+    root: Path,
+    record: str,
+    fs: float,
+    min_rr_s: float = 0.3,
+    max_rr_s: float = 2.0,
+    max_gap_s: float = 10.0,
+) -> np.ndarray:
+    """RR intervals from the `.qrs` beat annotations on a regular grid at `fs`, shape `(1, n)`.
+
+    Intervals outside `[min_rr_s, max_rr_s]` are physiologically implausible (missed or extra beat
+    detections) and are dropped; the series is linearly interpolated across them, but where no valid
+    interval ends within `max_gap_s` of a grid point the value is NaN, so such windows are dropped.
+    """
+    qrs = root / f"{record}.qrs"
+    if not qrs.is_file():
+        raise CohortError(
+            f"{qrs}: beat annotations are missing; modality 'rri' needs them. Download the "
+            "record's "
+            ".qrs file (data.download=true) or choose modality 'ecg' with the .dat waveform."
+        )
+    try:
+        header = wfdb.rdheader(str(root / record))
+        ann = wfdb.rdann(str(root / record), "qrs")
+    except Exception as err:
+        raise CohortError(f"{qrs}: cannot read beats or header ({err}). Re-download them.") from err
+    beat_fs = float(ann.fs or header.fs)
+    beats_s = np.asarray(ann.sample, dtype=np.float64) / beat_fs
+    rr = np.diff(beats_s)
+    t = beats_s[1:]
+    ok = (rr >= min_rr_s) & (rr <= max_rr_s)
+    t, rr = t[ok], rr[ok]
+    n = int(np.floor(header.sig_len / header.fs * fs))
+    grid = np.arange(n) / fs
+    if len(t) < 2:
+        return np.full((1, n), np.nan, dtype=np.float32)
+    series = np.interp(grid, t, rr)
+    nearest = np.searchsorted(t, grid)
+    prev_t = t[np.clip(nearest - 1, 0, len(t) - 1)]
+    next_t = t[np.clip(nearest, 0, len(t) - 1)]
+    gap = np.minimum(np.abs(grid - prev_t), np.abs(next_t - grid))
+    series[gap > max_gap_s] = np.nan
+    return series[None, :].astype(np.float32)
+
+
+def waveform(
+    root: Path, record: str, fs: float, channels: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Signals of a WFDB record resampled to `fs`, shape `(n_chans, n)`; invalid samples are NaN."""
+    dat_hint = (
+        "Download the waveforms (data.download=true data.waveforms=true) or copy "
+        f"{record}.dat from "
+        "PhysioNet (https://physionet.org/content/apnea-ecg/) next to the header."
+    )
+    if not (root / f"{record}.hea").is_file():
+        raise CohortError(f"{root / record}.hea: the record header is missing. {dat_hint}")
+    try:
+        rec = wfdb.rdrecord(str(root / record), channel_names=list(channels) if channels else None)
+    except FileNotFoundError as err:
+        raise CohortError(f"{root / record}: signal file missing ({err}). {dat_hint}") from err
+    except Exception as err:
+        raise CohortError(f"{root / record}: cannot read the record ({err}). {dat_hint}") from err
+    if channels and len(rec.sig_name) != len(channels):
+        raise CohortError(
+            f"{root / record}.hea: wanted channels {list(channels)}, the record has "
+            f"{rec.sig_name}. Fix data.channels."
+        )
+    signal = rec.p_signal.T.astype(np.float64)
+    ratio = Fraction(fs).limit_denominator(1000) / Fraction(rec.fs).limit_denominator(1000)
+    if ratio != 1:
+        nan = ~np.isfinite(signal)
+        filled = np.where(nan, np.nanmean(signal, axis=1, keepdims=True), signal)
+        signal = resample_poly(filled, ratio.numerator, ratio.denominator, axis=1)
+        if nan.any():  # a resampled sample is invalid when any source sample under it was
+            src = np.arange(nan.shape[1]) * float(ratio)
+            bad = np.zeros(signal.shape, dtype=bool)
+            for c in range(signal.shape[0]):
+                idx = np.minimum(src[nan[c]].astype(int), signal.shape[1] - 1)
+                bad[c, idx] = True
+            signal[bad] = np.nan
+    return signal.astype(np.float32), list(rec.sig_name)
+
+
+def read_apnea_ecg_record(
+    root: Path,
+    name: str,
+    person: str,
+    *,
+    modality: str,
+    fs: float,
+    rri: dict | None = None,
+    resp_record: str = "{name}r",
+    channels: Sequence[str] | None = None,
+) -> Recording:
+    if modality == "rri":
+        signal, names = rr_series(root, name, fs, **(rri or {})), ["rri"]
+    elif modality == "ecg":
+        signal, names = waveform(root, name, fs, channels or ["ECG"])
+    elif modality == "resp":
+        signal, names = waveform(root, resp_record.format(name=name), fs, channels)
+    else:
+        raise CohortError(f"unknown modality {modality!r}; choose rri, ecg or resp")
+    segments, labels = minute_labels(root, name, fs)
+    return Recording(
+        name=name,
+        person=person,
+        signal=signal,
+        fs=fs,
+        channels=names,
+        segments=segments,
+        labels=labels,
+    )
+
+
+class ApneaECGDataModule(CohortDataModule):
+    """PhysioNet Apnea-ECG: one window per labelled minute, with context minutes on each side.
+
+    Modalities: `rri` (RR intervals from the `.qrs` beats, no waveform needed), `ecg` (the `.dat`
+    ECG) and `resp` (respiration records named by `resp_record`, e.g. `{name}r` for PhysioNet's
+    100 Hz files or `resp_1hz/{name}r_1hz` for the 1 Hz copies).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        modality: str = "rri",
+        fs: float = 4.0,
+        context_s: float = 120.0,
+        record_regex: str = r"[a-z]\d\d",
+        resp_record: str = "{name}r",
+        channels: Sequence[str] | None = None,
+        rri: dict | None = None,
+        download: bool = False,
+        waveforms: bool = False,
+        physionet: dict | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            root, fs=fs, context_before_s=context_s, context_after_s=context_s, **kwargs
+        )
+        if modality not in ("rri", "ecg", "resp"):
+            raise ValueError(f"data.modality={modality!r}; choose rri, ecg or resp")
+        self.modality = modality
+        self.record_regex = record_regex
+        self.resp_record = resp_record
+        self.channel_names = list(channels) if channels else None
+        self.rri = dict(rri or {})
+        self.download = download
+        self.waveforms = waveforms
+        self.physionet = {
+            "db": "apnea-ecg",
+            "version": "1.0.0",
+            "base_url": None,
+            **(physionet or {}),
+        }
+
+    def record_hint(self) -> str:
+        return f"NAME.hea + NAME.apn with NAME matching {self.record_regex!r}"
+
+    def record_names(self) -> list[str]:
+        names = discover_records(self.root, self.record_regex)
+        if self.modality == "resp" and self.records is None:
+            names = [
+                n for n in names if (self.root / f"{self.resp_record.format(name=n)}.hea").is_file()
+            ]
+        return names
+
+    def _signal_files(self, name: str) -> list[Path]:
+        if self.modality == "rri":
+            return [self.root / f"{name}.qrs", self.root / f"{name}.hea"]
+        record = name if self.modality == "ecg" else self.resp_record.format(name=name)
+        return [self.root / f"{record}.hea", self.root / f"{record}.dat"]
+
+    def source_files(self, names: Sequence[str]) -> list[Path]:
+        files = [f for n in names for f in [self.root / f"{n}.apn", *self._signal_files(n)]]
+        files += sorted(self.root.glob("additional-information*.txt"))
+        missing = [f for f in files if not f.is_file()]
+        if missing:
+            hint = {
+                "rri": "modality 'rri' needs each record's .qrs beat annotations",
+                "ecg": "modality 'ecg' needs the .dat waveforms "
+                "(data.download=true data.waveforms=true)",
+                "resp": f"modality 'resp' needs the respiration records {self.resp_record!r}",
+            }[self.modality]
+            raise CohortError(
+                f"{missing[0]}: file missing ({len(missing)} missing in all): {hint}. "
+                "Add the files, or drop those records via data.records."
+            )
+        return files
+
+    def persons(self, names: Sequence[str]) -> dict[str, str]:
+        return persons_for(self.root, names)
+
+    def read_record(self, name: str, person: str) -> Recording:
+        return read_apnea_ecg_record(
+            self.root,
+            name,
+            person,
+            modality=self.modality,
+            fs=self.fs,
+            rri=self.rri,
+            resp_record=self.resp_record,
+            channels=self.channel_names,
+        )
+
+    def reader_config(self) -> dict:
+        return {
+            "modality": self.modality,
+            "rri": self.rri,
+            "resp_record": self.resp_record,
+            "channels": self.channel_names,
+        }
+
+    def prepare_data(self) -> None:
+        if self.download and not discover_records(self.root, self.record_regex):
+            suffixes = [".hea", ".apn", ".qrs"] + ([".dat"] if self.waveforms else [])
+            cfg = self.physionet
+            download_database(
+                self.root,
+                cfg["db"],
+                cfg["version"],
+                suffixes,
+                extra_files=["additional-information.txt"],
+                records=self.records,
+                base_url=cfg["base_url"],
+            )
+        super().prepare_data()

@@ -1,0 +1,313 @@
+"""The shared DataModule: cache, person split, normalization and summary for any cohort reader."""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from stimuli.data.cache import CachedWindows, cache_key, cached_windows
+from stimuli.data.datasets import WindowDataset
+from stimuli.data.recording import CohortError, Recording
+from stimuli.data.splits import SPLITS, split_by_person
+from stimuli.data.windows import cut_windows, normalize_recording
+
+log = logging.getLogger(__name__)
+NORMALIZATIONS = ("record", "global", "none")
+
+
+class CohortDataModule(pl.LightningDataModule):
+    """Windows of a sleep cohort, split by person.
+
+    Subclasses say which files make up the cohort and how to read one recording; this class cuts
+    windows, caches them, splits people into train/val/test and serves normalized tensors.
+    """
+
+    label_names = ("normal", "apnea")
+
+    def __init__(
+        self,
+        root: str | Path,
+        records: Sequence[str] | None = None,
+        fs: float = 4.0,
+        context_before_s: float = 0.0,
+        context_after_s: float = 0.0,
+        normalize: str = "record",
+        split: dict | None = None,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        cache_dir: str | Path | None = None,
+        seed: int = 0,
+        progress: bool = True,
+    ) -> None:
+        super().__init__()
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"data.normalize={normalize!r}; choose one of {NORMALIZATIONS}")
+        self.root = Path(root).expanduser()
+        self.records = list(records) if records else None
+        self.fs = float(fs)
+        self.context_before_s = float(context_before_s)
+        self.context_after_s = float(context_after_s)
+        self.normalize = normalize
+        self.split_cfg = dict(split or {})
+        self.split_cfg.setdefault("seed", seed)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / ".stimuli-cache"
+        self.progress = progress
+        self.cache: CachedWindows | None = None
+        self.built_cache = False
+        self.datasets: dict[str, WindowDataset] = {}
+
+    # --- what a cohort must say -------------------------------------------------------------
+    @abstractmethod
+    def record_names(self) -> list[str]:
+        """All records of the cohort (before any `records` subset)."""
+
+    @abstractmethod
+    def source_files(self, names: Sequence[str]) -> list[Path]:
+        """The input files these records are read from (they key the cache)."""
+
+    @abstractmethod
+    def persons(self, names: Sequence[str]) -> dict[str, str]:
+        """Record → person id."""
+
+    @abstractmethod
+    def read_record(self, name: str, person: str) -> Recording: ...
+
+    def reader_config(self) -> dict:
+        """Everything besides the input files that changes the cached windows."""
+        return {}
+
+    # --- shared behaviour ---------------------------------------------------------------------
+    def check_root(self) -> None:
+        if not self.root.is_dir():
+            raise CohortError(
+                f"{self.root}: data folder not found. Point data.root (or STIMULI_DATA) at a local "
+                "copy of the cohort, or set data.download=true where the cohort can be downloaded."
+            )
+
+    def selected_records(self) -> list[str]:
+        self.check_root()
+        available = self.record_names()
+        if not available:
+            raise CohortError(
+                f"{self.root}: no records found (looked for {self.record_hint()}). Check data.root."
+            )
+        if self.records is None:
+            return available
+        missing = sorted(set(self.records) - set(available))
+        if missing:
+            raise CohortError(
+                f"{self.root}: records {missing} from data.records are not in the folder "
+                f"(it has {', '.join(available[:10])}{' …' if len(available) > 10 else ''})."
+            )
+        return sorted(set(self.records))
+
+    def record_hint(self) -> str:
+        return "recordings"
+
+    def prepare_data(self) -> None:
+        self.load_cache()
+
+    def _iter_recordings(
+        self, names: Sequence[str], persons: dict[str, str]
+    ) -> Iterator[Recording]:
+        bar = tqdm(
+            names, desc=f"reading {self.root.name}", unit="record", disable=not self.progress
+        )
+        for name in bar:
+            bar.set_postfix_str(name)
+            yield self.read_record(name, persons[name])
+
+    def _build(self, names: list[str], persons: dict[str, str]) -> tuple[dict, dict]:
+        parts, per_record = [], []
+        channels, n_times = None, None
+        before = round(self.context_before_s * self.fs)
+        after = round(self.context_after_s * self.fs)
+        for i, rec in enumerate(self._iter_recordings(names, persons)):
+            if channels is None:
+                channels = rec.channels
+            signal = normalize_recording(rec.signal) if self.normalize == "record" else None
+            w = cut_windows(rec, before, after, signal=signal)
+            parts.append((w, i))
+            per_record.append(
+                {
+                    "record": rec.name,
+                    "person": rec.person,
+                    "labelled": len(rec.labels),
+                    "windows": len(w.y),
+                    "apnea": int(w.y.sum()),
+                    "dropped_edge": w.dropped_edge,
+                    "dropped_invalid": w.dropped_invalid,
+                    "dropped_flat": w.dropped_flat,
+                }
+            )
+            n_times = w.x.shape[2]
+        arrays = {
+            "x": np.concatenate([w.x for w, _ in parts]).astype(np.float32),
+            "y": np.concatenate([w.y for w, _ in parts]).astype(np.int64),
+            "record_index": np.concatenate([np.full(len(w.y), i) for w, i in parts]).astype(
+                np.int64
+            ),
+            "segment_index": np.concatenate([w.segment_index for w, _ in parts]).astype(np.int64),
+        }
+        meta = {"channels": channels, "fs": self.fs, "n_times": n_times, "records": per_record}
+        return arrays, meta
+
+    def load_cache(self) -> CachedWindows:
+        if self.cache is not None:
+            return self.cache
+        names = self.selected_records()
+        persons = self.persons(names)
+        config = {
+            "class": type(self).__name__,
+            "records": names,
+            "persons": persons,
+            "fs": self.fs,
+            "context": [self.context_before_s, self.context_after_s],
+            "record_norm": self.normalize == "record",
+            **self.reader_config(),
+        }
+        key = cache_key(self.source_files(names), config)
+        self.cache, self.built_cache = cached_windows(
+            self.cache_dir, key, lambda: self._build(names, persons)
+        )
+        return self.cache
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.datasets:
+            return
+        cache = self.load_cache()
+        meta = cache.meta
+        record_person = np.array([r["person"] for r in meta["records"]])
+        window_person = record_person[cache.record_index]
+        if len(cache.y) == 0:
+            raise CohortError(f"{self.root}: the cohort yields no windows; see the dropped counts.")
+        y = np.asarray(cache.y)
+        try:
+            self.split_persons = split_by_person(window_person, y, **self.split_cfg)
+        except ValueError as err:  # too few persons, or unknown persons named in data.split
+            raise CohortError(
+                f"{self.root}: cannot split the cohort's persons into train/val/test: {err}. Use "
+                "records of at least 3 persons (data.records), or set data.split.test_persons / "
+                "val_persons to persons of the cohort."
+            ) from err
+        self.person_ids = sorted(set(record_person.tolist()))
+        person_index = np.array([self.person_ids.index(p) for p in record_person], dtype=np.int64)
+        self.window_person = person_index[cache.record_index]
+        indices = {s: np.flatnonzero(np.isin(window_person, self.split_persons[s])) for s in SPLITS}
+        for s, idx in indices.items():
+            if len(idx) == 0:
+                raise CohortError(
+                    f"{self.root}: the {s} split has no windows (persons {self.split_persons[s]}). "
+                    "Use more records, or change data.split fractions / persons."
+                )
+        mean = std = None
+        if self.normalize == "global":
+            x_train = np.asarray(cache.x[indices["train"]])
+            mean = x_train.mean(axis=(0, 2))
+            std = np.where((s := x_train.std(axis=(0, 2))) > 0, s, 1.0)
+        self.norm_stats = None if mean is None else {"mean": mean.tolist(), "std": std.tolist()}
+        self.datasets = {
+            s: WindowDataset(cache.x, cache.y, self.window_person, idx, mean, std)
+            for s, idx in indices.items()
+        }
+
+    def all_arrays(self, norm_stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Every window of the selected records (no split) and its label.
+
+        With `normalize=global`, pass the statistics of the run being evaluated (`norm_stats`).
+        """
+        cache = self.load_cache()
+        x = np.asarray(cache.x, dtype=np.float32)
+        if self.normalize == "global":
+            if norm_stats is None:
+                raise ValueError("normalize=global needs the training statistics of the run")
+            mean = np.asarray(norm_stats["mean"], dtype=np.float32)[None, :, None]
+            std = np.asarray(norm_stats["std"], dtype=np.float32)[None, :, None]
+            x = (x - mean) / std
+        return x, np.asarray(cache.y)
+
+    # --- shapes and loaders -------------------------------------------------------------------
+    @property
+    def n_chans(self) -> int:
+        return len(self.load_cache().meta["channels"])
+
+    @property
+    def n_times(self) -> int:
+        return int(self.load_cache().meta["n_times"])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.load_cache().meta["channels"])
+
+    def train_person_index(self) -> dict[int, int]:
+        """Global person index → 0…P-1 over the training persons (for person-ID models)."""
+        train = [self.person_ids.index(p) for p in self.split_persons["train"]]
+        return {g: i for i, g in enumerate(train)}
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        self.setup()
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            drop_last=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    # --- the data owner's summary --------------------------------------------------------------
+    def summary(self) -> dict:
+        self.setup()
+        cache = self.cache
+        records = cache.meta["records"]
+        y = np.asarray(cache.y)
+        splits = {}
+        for s in SPLITS:
+            ds = self.datasets[s]
+            ys = y[ds.indices]
+            splits[s] = {
+                "persons": len(self.split_persons[s]),
+                "records": sorted(
+                    r["record"] for r in records if r["person"] in self.split_persons[s]
+                ),
+                "windows": len(ds),
+                "apnea_fraction": round(float(ys.mean()), 4),
+            }
+        return {
+            "n_records": len(records),
+            "n_persons": len(self.person_ids),
+            "n_labelled": sum(r["labelled"] for r in records),
+            "n_windows": len(y),
+            "apnea_fraction": round(float(y.mean()), 4),
+            "channels": self.channels,
+            "fs": self.fs,
+            "window_s": self.n_times / self.fs,
+            "n_times": self.n_times,
+            "normalize": self.normalize,
+            "dropped": {
+                k: sum(r[f"dropped_{k}"] for r in records) for k in ("edge", "invalid", "flat")
+            },
+            "splits": splits,
+            "cache": {"path": str(cache.path), "built_now": self.built_cache},
+        }

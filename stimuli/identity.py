@@ -1,0 +1,67 @@
+"""Stage `identity`: a network that names the person a window comes from.
+
+Trained on the training persons' windows, all but the last `holdout` fraction of each night; its
+accuracy on those held-out time slices says how identifying the windows are. Identity inhibition
+uses it during synthesis, and the privacy audit trains its own (different) one.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig
+
+from stimuli.classifier import Classifier, embed, predict_proba
+from stimuli.data.cohort import CohortDataModule
+from stimuli.teacher import build_network
+from stimuli.training import array_loader, make_trainer
+
+
+def identity_arrays(dm: CohortDataModule, holdout: float) -> dict[str, np.ndarray]:
+    """Training persons' windows with person labels 0…P-1, split in time within each night."""
+    ds = dm.datasets["train"]
+    x, _, person = ds.arrays()
+    record = np.asarray(dm.cache.record_index[ds.indices])
+    segment = np.asarray(dm.cache.segment_index[ds.indices])
+    mapping = dm.train_person_index()
+    label = np.array([mapping[p] for p in person], dtype=np.int64)
+    late = np.zeros(len(x), dtype=bool)
+    for r in np.unique(record):
+        idx = np.flatnonzero(record == r)
+        cut = np.quantile(segment[idx], 1 - holdout)
+        late[idx] = segment[idx] > cut
+    return {"x": x, "y": label, "fit": ~late, "held": late, "n_persons": len(mapping)}
+
+
+def train_identity(
+    dm: CohortDataModule, model_cfg: DictConfig, cfg: DictConfig, seed: int, progress: bool = False
+) -> tuple[torch.nn.Module, dict]:
+    pl.seed_everything(seed, workers=True)
+    data = identity_arrays(dm, cfg.holdout)
+    model = build_network(model_cfg, dm.n_chans, data["n_persons"], dm.n_times)
+    module = Classifier(
+        model, lr=cfg.lr, weight_decay=cfg.weight_decay, binary=False, max_shift=cfg.max_shift
+    )
+    fit = data["fit"]
+    loader = array_loader(data["x"][fit], data["y"][fit], cfg.batch_size, shuffle=True, seed=seed)
+    make_trainer(max_steps=cfg.steps, progress=progress).fit(module, loader)
+    model = module.model.eval()
+    held = data["held"]
+    probs = predict_proba(model, torch.from_numpy(data["x"][held]))
+    acc = float((probs.argmax(1).numpy() == data["y"][held]).mean())
+    return model, {
+        "acc": round(acc, 4),
+        "n_persons": data["n_persons"],
+        "chance": round(1 / data["n_persons"], 4),
+        "n_held_out": int(held.sum()),
+    }
+
+
+def person_centroids(model: torch.nn.Module, dm: CohortDataModule) -> torch.Tensor:
+    """Mean embedding of each training person's windows in `model`'s feature space, `(P, D)`."""
+    x, _, person = dm.datasets["train"].arrays()
+    mapping = dm.train_person_index()
+    label = torch.tensor([mapping[p] for p in person])
+    feats = embed(model, torch.from_numpy(x))
+    return torch.stack([feats[label == i].mean(0) for i in range(len(mapping))])

@@ -1,0 +1,57 @@
+"""Cached stage outputs: a job whose inputs were already computed loads them instead.
+
+Keys hash the configs that determine an output (data, model, stage settings, seed), so a sweep
+over students trains the teacher, the identity model and the stimuli once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from stimuli.data.cache import build_once
+from stimuli.io import read_json
+
+# Data settings that do not change what is computed.
+_DATA_IGNORED = {"cache_dir", "progress", "num_workers", "download", "waveforms", "physionet"}
+
+
+def config_hash(*parts: object) -> str:
+    def plain(obj: object) -> object:
+        if isinstance(obj, DictConfig):
+            return OmegaConf.to_container(obj, resolve=True)
+        return obj
+
+    blob = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def data_identity(cfg: DictConfig) -> dict:
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data["root"] = str(Path(data["root"]).expanduser().resolve())
+    return {k: v for k, v in data.items() if k not in _DATA_IGNORED}
+
+
+def stage_keys(cfg: DictConfig) -> dict[str, str]:
+    data = data_identity(cfg)
+    teacher = config_hash("teacher", data, cfg.model, cfg.teacher, cfg.seed)
+    identity = config_hash("identity", data, cfg.identity, cfg.seed)
+    stimuli = config_hash("stimuli", teacher, identity, cfg.synthesis)
+    return {"teacher": teacher, "identity": identity, "stimuli": stimuli}
+
+
+def cached_stage(
+    cache_dir: Path, stage: str, key: str, write: Callable[[Path], dict]
+) -> tuple[Path, dict, bool]:
+    """`write(folder) -> meta` runs only when `stage/key` is not cached yet."""
+
+    def build(tmp: Path) -> None:
+        meta = write(tmp)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+
+    path, built = build_once(Path(cache_dir) / "stages" / stage, key, build)
+    return path, read_json(path / "meta.json"), built

@@ -1,0 +1,84 @@
+"""A registered network as a student: `fit(x, y, soft=None)` / `predict_proba(x)` on arrays.
+
+Real-data and stimulus-data students get identical settings (steps, batch, optimizer,
+augmentation); only the arrays differ. `soft` (the teacher's probabilities on the stimuli) turns
+on distillation at `temperature`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from stimuli.classifier import Classifier, predict_proba
+from stimuli.models import build_model
+from stimuli.training import array_loader, balanced_class_weights, make_trainer
+
+
+class NeuralStudent:
+    def __init__(
+        self,
+        model: str,
+        model_kwargs: dict[str, Any] | None = None,
+        steps: int = 1500,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        max_shift: int = 40,
+        amp_jitter: float = 0.1,
+        temperature: float = 2.0,
+        balanced: bool = True,
+        seed: int = 0,
+        fs: float | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.model_name = model
+        self.model_kwargs = dict(model_kwargs or {})
+        self.steps, self.batch_size = steps, batch_size
+        self.lr, self.weight_decay = lr, weight_decay
+        self.max_shift, self.amp_jitter = max_shift, amp_jitter
+        self.temperature = temperature
+        self.balanced = balanced
+        self.seed = seed
+        self.progress = progress
+        self.model_: torch.nn.Module | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model_name
+
+    def fit(self, x: np.ndarray, y: np.ndarray, soft: np.ndarray | None = None) -> NeuralStudent:
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 3:
+            raise ValueError(f"windows must be 3-D (N, n_chans, n_times), got shape {x.shape}")
+        y = np.asarray(y, dtype=np.int64)
+        if len(np.unique(y)) < 2:
+            raise ValueError("a student needs training windows of both classes")
+        pl.seed_everything(self.seed, workers=True)
+        n_classes = soft.shape[1] if soft is not None else int(y.max()) + 1
+        self.model_ = build_model(
+            self.model_name, x.shape[1], n_classes, x.shape[2], **self.model_kwargs
+        )
+        weights = balanced_class_weights(y, n_classes) if self.balanced else None
+        module = Classifier(
+            self.model_,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            class_weights=weights,
+            max_shift=self.max_shift,
+            amp_jitter=self.amp_jitter,
+            temperature=self.temperature,
+        )
+        target = soft if soft is not None else y
+        loader = array_loader(x, target, self.batch_size, shuffle=True, seed=self.seed)
+        make_trainer(max_steps=self.steps, progress=self.progress).fit(module, loader)
+        self.model_.eval()
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        if self.model_ is None:
+            raise RuntimeError("fit the student first")
+        return predict_proba(self.model_, torch.as_tensor(np.asarray(x, dtype=np.float32))).numpy()

@@ -1,0 +1,74 @@
+"""Stage `teacher`: fit the teacher on training persons, select on validation persons' kappa."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+from stimuli.classifier import Classifier, predict_proba
+from stimuli.data.cohort import CohortDataModule
+from stimuli.metrics import score
+from stimuli.training import balanced_class_weights, make_trainer
+
+log = logging.getLogger(__name__)
+
+
+def build_network(model_cfg: DictConfig | dict, n_chans: int, n_outputs: int, n_times: int):
+    """A network from a `conf/model` entry (a partial `_target_` taking the shape signature)."""
+    return instantiate(model_cfg)(n_chans=n_chans, n_outputs=n_outputs, n_times=n_times)
+
+
+def evaluate_splits(model: torch.nn.Module, dm: CohortDataModule) -> dict[str, dict[str, float]]:
+    report = {}
+    for split, ds in dm.datasets.items():
+        x, y, _ = ds.arrays()
+        report[split] = score(predict_proba(model, torch.from_numpy(x)), y)
+    return report
+
+
+def train_teacher(
+    dm: CohortDataModule,
+    model_cfg: DictConfig,
+    cfg: DictConfig,
+    seed: int,
+    logger=False,
+    progress=False,
+) -> tuple[torch.nn.Module, dict]:
+    pl.seed_everything(seed, workers=True)
+    model = build_network(model_cfg, dm.n_chans, dm.n_classes, dm.n_times)
+    _, y_train, _ = dm.datasets["train"].arrays()
+    module = Classifier(
+        model,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        class_weights=balanced_class_weights(y_train, dm.n_classes) if cfg.balanced else None,
+        max_shift=cfg.max_shift,
+        amp_jitter=cfg.amp_jitter,
+    )
+    with tempfile.TemporaryDirectory() as ckpt_dir:
+        best = ModelCheckpoint(dirpath=ckpt_dir, monitor="val/kappa", mode="max", save_top_k=1)
+        stop = EarlyStopping(monitor="val/kappa", mode="max", patience=cfg.patience)
+        trainer = make_trainer(
+            max_epochs=cfg.max_epochs, callbacks=[best, stop], logger=logger, progress=progress
+        )
+        trainer.fit(module, datamodule=dm)
+        if best.best_model_path:
+            state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+            module.load_state_dict(state["state_dict"])
+        epochs = trainer.current_epoch
+    model = module.model.eval()
+    report = evaluate_splits(model, dm)
+    report["epochs"] = epochs
+    report["best_epoch_val_kappa"] = float(best.best_model_score or float("nan"))
+    return model, report
+
+
+def save_model(model: torch.nn.Module, path: Path) -> None:
+    torch.save(model.state_dict(), path)

@@ -1,0 +1,123 @@
+"""Tiny real runs of the whole pipeline on closed-resp (7 nights, 4-channel 60-s windows)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from stimuli import pipeline
+from stimuli.evaluate import evaluate_run
+from stimuli.pipeline import run_pipeline
+from tests.conftest import REPO, compose_config
+
+TINY = [
+    "+experiment=apnea_resp",
+    "quiet=true",
+    "teacher.max_epochs=2",
+    "teacher.patience=1",
+    "identity.steps=10",
+    "synthesis.n=32",
+    "synthesis.shard_size=16",
+    "synthesis.steps=8",
+    "student_defaults.steps=10",
+]
+METRICS = {"acc", "kappa", "auroc", "f1"}
+
+
+def tiny_run(tmp: Path, cache: Path, *extra: str) -> dict:
+    cfg = compose_config([*TINY, "student=fast", *extra], tmp, cache)
+    return run_pipeline(cfg)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]:
+    out = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    return out, tiny_run(out, cache), cache
+
+
+def test_results_json_has_every_block(finished):
+    out, _, _ = finished
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["experiment"] == "apnea_resp"
+    assert on_disk["seed"] == 0
+    assert on_disk["data"]["n_records"] == 7
+    assert set(on_disk["teacher"]["test"]) == METRICS
+    assert 0 <= on_disk["identity_model"]["acc"] <= 1
+    stim = on_disk["stimuli"]
+    assert stim["n"] == 32 and stim["steps"] == 8 and 0 <= stim["teacher_agreement"] <= 1
+    assert stim["seconds"] > 0
+    assert set(on_disk["students"]) == {"cnn", "mlp", "logreg", "random_forest"}
+    for block in on_disk["students"].values():
+        assert set(block["real"]) == METRICS and set(block["stimuli"]) == METRICS
+        assert block["gap"]["acc"] == pytest.approx(
+            block["real"]["acc"] - block["stimuli"]["acc"], abs=1e-3
+        )
+        assert "stimuli_kd" in block and "gap_kd" in block
+    assert set(on_disk["timing"]) == set(pipeline.STAGES)
+    for name in ("teacher.pt", "stimuli.npz", "data_summary.json", "config_resolved.yaml"):
+        assert (out / name).is_file()
+    assert len(list((out / "students").glob("*.joblib"))) == 4 * 3
+
+
+def test_same_seed_same_numbers(finished, tmp_path):
+    _, first, _ = finished
+    again = tiny_run(tmp_path / "out", tmp_path / "cache")  # fresh cache: everything recomputed
+    assert again["cache"] == {"teacher": "trained", "identity": "trained", "stimuli": "synthesized"}
+    assert again["teacher"]["test"] == first["teacher"]["test"]
+    assert again["students"] == first["students"]
+    assert again["stimuli"]["teacher_agreement"] == first["stimuli"]["teacher_agreement"]
+
+
+def test_second_job_reuses_teacher_identity_and_stimuli(finished, tmp_path, monkeypatch):
+    _, first, cache = finished
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the teacher was trained again although it is cached")
+
+    monkeypatch.setattr(pipeline, "train_teacher", no_training)
+    monkeypatch.setattr(pipeline, "train_identity", no_training)
+    monkeypatch.setattr(pipeline, "synthesize", no_training)
+    second = tiny_run(tmp_path / "out", cache, "student=knn")
+    assert second["cache"] == {"teacher": "cached", "identity": "cached", "stimuli": "cached"}
+    assert second["teacher"]["test"] == first["teacher"]["test"]
+    assert set(second["students"]) == {"knn"}
+
+
+def test_evaluate_scores_a_finished_run_on_other_records(finished, data_root):
+    out, _, cache = finished
+    cfg = compose_config([*TINY, "data.records=[a01,c01]"], out / "unused", cache)
+    result = evaluate_run(out, cfg.data, quiet=True)
+    assert result["data"]["n_records"] == 2
+    assert set(result["teacher"]) == METRICS
+    assert set(result["students"]["cnn"]) == {"real", "stimuli", "stimuli_kd"}
+    assert json.loads((out / "evaluation.json").read_text())["data"]["n_windows"] > 900
+
+
+def test_unknown_stage_is_refused(tmp_path):
+    cfg = compose_config([*TINY, "stages=[data,distill]"], tmp_path, tmp_path / "c")
+    with pytest.raises(ValueError, match="known stages"):
+        run_pipeline(cfg)
+
+
+@pytest.mark.slow
+def test_multirun_over_students_trains_the_teacher_once(tmp_path):
+    cmd = [
+        sys.executable,
+        "-m",
+        "stimuli.run",
+        "-m",
+        *TINY,
+        "student=logreg,knn",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=600)
+    jobs = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text()) for i in (0, 1)]
+    assert jobs[0]["cache"]["teacher"] == "trained"
+    assert jobs[1]["cache"] == {"teacher": "cached", "identity": "cached", "stimuli": "cached"}
+    assert set(jobs[0]["students"]) == {"logreg"} and set(jobs[1]["students"]) == {"knn"}
