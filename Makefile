@@ -30,8 +30,10 @@ format:  ## ruff fix + format
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-bench:  ## benchmarks; results land in bench/results/
+bench:  ## benchmarks; results land in bench/results/ (utility: ~20 min)
 	$(PY) -m bench.data_cache
+	$(PY) -m bench.synthesis_throughput
+	$(PY) -m bench.utility
 
 run:  ## the open-cohort experiment end to end
 	$(PY) -m stimuli.run +experiment=apnea_cnn

@@ -109,7 +109,6 @@ class Run:
                 }
             table[name] = block
         self.results["students"] = table
-        log.info("\n%s", format_table(self.results))
 
     # --- cached products --------------------------------------------------------------------
     def teacher_model(self) -> torch.nn.Module:
@@ -167,12 +166,14 @@ class Run:
                 teacher, identity = self.teacher_model(), self.identity_model()
                 space = cfg.synthesis.get("centroid_space", "teacher")
                 centroids = person_centroids(teacher if space == "teacher" else identity, dm)
+                synth_cfg = OmegaConf.to_container(cfg.synthesis, resolve=True)
+                synth_cfg["progress_bar"] = self.progress and synth_cfg.get("progress_bar", True)
                 out = synthesize(
                     teacher,
                     n_chans=dm.n_chans,
                     n_times=dm.n_times,
                     n_classes=dm.n_classes,
-                    cfg=cfg.synthesis,
+                    cfg=synth_cfg,
                     identity_model=identity,
                     centroids=centroids,
                     seed=int(cfg.seed),
@@ -232,6 +233,8 @@ def run_pipeline(cfg: DictConfig) -> dict:
     if cfg.get("quiet", False):
         for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True)
     run = Run(cfg)
     OmegaConf.save(cfg, run.out / "config_resolved.yaml", resolve=True)

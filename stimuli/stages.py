@@ -40,7 +40,9 @@ def stage_keys(cfg: DictConfig) -> dict[str, str]:
     data = data_identity(cfg)
     teacher = config_hash("teacher", data, cfg.model, cfg.teacher, cfg.seed)
     identity = config_hash("identity", data, cfg.identity, cfg.seed)
-    stimuli = config_hash("stimuli", teacher, identity, cfg.synthesis)
+    synthesis = OmegaConf.to_container(cfg.synthesis, resolve=True)
+    synthesis.pop("progress_bar", None)
+    stimuli = config_hash("stimuli", teacher, identity, synthesis)
     return {"teacher": teacher, "identity": identity, "stimuli": stimuli}
 
 

@@ -71,6 +71,7 @@ def build_once(cache_dir: Path, key: str, write: Callable[[Path], None]) -> tupl
                 raise RuntimeError(f"cache writer for {key} wrote no meta.json")
             if final.exists():  # a broken leftover without meta.json
                 shutil.rmtree(final)
+            os.chmod(tmp, 0o755)  # mkdtemp makes owner-only folders
             os.rename(tmp, final)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -24,10 +24,10 @@ class CNN(nn.Module):
         n_chans: int,
         n_outputs: int,
         n_times: int,
-        channels: Sequence[int] = (32, 64, 128),
+        channels: Sequence[int] = (16, 32, 64, 64),
         kernel_size: int = 7,
         pool_size: int = 4,
-        dropout: float = 0.2,
+        dropout: float = 0.3,
     ) -> None:
         super().__init__()
         channels = [int(c) for c in channels]

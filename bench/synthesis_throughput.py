@@ -1,0 +1,82 @@
+"""Synthesis throughput against its upper bound, the teacher's plain forward+backward.
+
+    python -m bench.synthesis_throughput [--batch 256] [--steps 30] [--experiment apnea_cnn]
+
+Builds the experiment's teacher architecture (random weights: speed does not depend on them) at
+the experiment's input shape, then measures in one process:
+- bound: input-steps/s of a plain forward + backward with respect to a `(batch, C, T)` input;
+- synthesis: stimulus-steps/s of `stimuli.synthesis.synthesize` on one shard of `batch` stimuli
+  with the experiment's synthesis config (identity inhibition included, with an identity model of
+  the configured architecture).
+Reports their ratio and writes `bench/results/synthesis_throughput.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
+
+import stimuli  # noqa: F401
+from stimuli.io import write_json
+from stimuli.paths import REPO_ROOT
+from stimuli.synthesis import synthesize
+from stimuli.teacher import build_network
+
+SHAPES = {"apnea_cnn": (1, 1200), "apnea_resp": (4, 60), "apnea_rri_closed": (1, 240)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--experiment", default="apnea_cnn", choices=sorted(SHAPES))
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"+experiment={args.experiment}", "paths.output_dir=."])
+    n_chans, n_times = SHAPES[args.experiment]
+    torch.manual_seed(0)
+    teacher = build_network(cfg.model, n_chans, 2, n_times).eval().requires_grad_(False)
+    identity = build_network(cfg.identity.model, n_chans, 14, n_times).eval().requires_grad_(False)
+
+    x = torch.randn(args.batch, n_chans, n_times, requires_grad=True)
+    for _ in range(3):  # warm-up
+        teacher(x).logsumexp(1).sum().backward()
+    t = time.perf_counter()
+    for _ in range(args.steps):
+        x.grad = None
+        teacher(x).logsumexp(1).sum().backward()
+    bound = args.batch * args.steps / (time.perf_counter() - t)
+
+    synth_cfg = OmegaConf.to_container(cfg.synthesis, resolve=True)
+    synth_cfg.update(n=args.batch, shard_size=args.batch, steps=args.steps)
+    out = synthesize(
+        teacher,
+        n_chans=n_chans,
+        n_times=n_times,
+        n_classes=2,
+        cfg=synth_cfg,
+        identity_model=identity,
+        seed=0,
+    )
+    synth = args.batch * args.steps / out["seconds"]
+    result = {
+        "experiment": args.experiment,
+        "input": [args.batch, n_chans, n_times],
+        "steps": args.steps,
+        "threads": torch.get_num_threads(),
+        "teacher_fwd_bwd_input_steps_per_s": round(bound, 1),
+        "synthesis_stimulus_steps_per_s": round(synth, 1),
+        "ratio": round(synth / bound, 3),
+    }
+    write_json(REPO_ROOT / "bench" / "results" / "synthesis_throughput.json", result)
+    print(result)
+
+
+if __name__ == "__main__":
+    main()
