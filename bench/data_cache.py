@@ -21,12 +21,10 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import stimuli  # noqa: F401  (registers the config resolvers)
+from stimuli.config import compose_config
 from stimuli.data.recording import CohortError
 from stimuli.io import write_json
 from stimuli.paths import REPO_ROOT
@@ -44,13 +42,7 @@ def data_config(cache_dir: Path, records: list[str] | None) -> DictConfig:
     ]
     if records:
         overrides.append(f"data.records=[{','.join(records)}]")
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-    finally:
-        GlobalHydra.instance().clear()
-    data = cfg.data
+    data = compose_config(overrides).data
     OmegaConf.resolve(data)
     return data
 

@@ -17,11 +17,9 @@ import argparse
 import time
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-import stimuli  # noqa: F401
+from stimuli.config import compose_config
 from stimuli.io import write_json
 from stimuli.paths import REPO_ROOT
 from stimuli.synthesis import synthesize
@@ -36,9 +34,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={args.experiment}", "paths.output_dir=."])
+    cfg = compose_config([f"+experiment={args.experiment}", "paths.output_dir=."])
     n_chans, n_times = SHAPES[args.experiment]
     torch.manual_seed(0)
     teacher = build_network(cfg.model, n_chans, 2, n_times).eval().requires_grad_(False)

@@ -14,10 +14,7 @@ import sys
 import tempfile
 import time
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-
-import stimuli  # noqa: F401
+from stimuli.config import compose_config
 from stimuli.io import write_json
 from stimuli.paths import REPO_ROOT
 from stimuli.pipeline import format_table, run_pipeline
@@ -25,18 +22,15 @@ from stimuli.pipeline import format_table, run_pipeline
 
 def main(overrides: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-            cfg = compose(
-                "config",
-                overrides=[
-                    "+experiment=apnea_cnn",
-                    "quiet=true",
-                    f"paths.output_dir={tmp}/run",
-                    f"paths.cache_dir={tmp}/cache",
-                    *overrides,
-                ],
-            )
+        cfg = compose_config(
+            [
+                "+experiment=apnea_cnn",
+                "quiet=true",
+                f"paths.output_dir={tmp}/run",
+                f"paths.cache_dir={tmp}/cache",
+                *overrides,
+            ]
+        )
         t = time.perf_counter()
         results = run_pipeline(cfg)
         total = time.perf_counter() - t

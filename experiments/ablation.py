@@ -12,10 +12,7 @@ from __future__ import annotations
 import sys
 import tempfile
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-
-import stimuli  # noqa: F401
+from stimuli.config import compose_config
 from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
 from stimuli.pipeline import run_pipeline
@@ -25,24 +22,22 @@ OUT = REPO_ROOT / "experiments" / "results" / "ablation.json"
 
 def run_variant(overrides: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-            cfg = compose(
-                "config",
-                overrides=[
-                    "+experiment=apnea_cnn",
-                    "student=cnn",
-                    "quiet=true",
-                    f"paths.output_dir={tmp}",
-                    *overrides,
-                ],
-            )
+        cfg = compose_config(
+            [
+                "+experiment=apnea_cnn",
+                "student=cnn",
+                "quiet=true",
+                f"paths.output_dir={tmp}",
+                *overrides,
+            ]
+        )
         return run_pipeline(cfg)
 
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| variant | overrides | stimuli acc / kappa (hard) | distilled acc / kappa | real acc / kappa | agreement | synth s |",
+        "| variant | overrides | stimuli acc / kappa (hard) | distilled acc / kappa "
+        "| real acc / kappa | agreement | synth s |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in rows:

@@ -8,16 +8,14 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 import stimuli  # noqa: F401  (registers the config resolvers)
+from stimuli.config import compose_config as compose_real_config
 from stimuli.data.apnea_ecg import ApneaECGDataModule
 from stimuli.paths import data_dir
 
 REPO = Path(__file__).resolve().parent.parent
-CONF_DIR = REPO / "conf"
 COHORTS = ("apnea-ecg", "closed-resp", "closed-rri")
 
 
@@ -98,24 +96,10 @@ def copy_records() -> Callable[..., Path]:
 
 
 def compose_config(overrides: Sequence[str], output_dir: Path, cache_dir: Path) -> DictConfig:
-    """The real Hydra config (conf/), with outputs and caches redirected to test folders.
-
-    `paths.output_dir` defaults to `${hydra:runtime.output_dir}`, which only a Hydra run can
-    resolve, so it is always overridden here.
-    """
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(
-                "config",
-                overrides=[
-                    *overrides,
-                    f"paths.output_dir='{output_dir}'",
-                    f"paths.cache_dir='{cache_dir}'",
-                ],
-            )
-    finally:
-        GlobalHydra.instance().clear()
+    """The real Hydra config (conf/), with outputs and caches redirected to test folders."""
+    return compose_real_config(
+        [*overrides, f"paths.output_dir='{output_dir}'", f"paths.cache_dir='{cache_dir}'"]
+    )
 
 
 @pytest.fixture

@@ -5,16 +5,15 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import wfdb
-from scipy.signal import resample_poly
 
 from stimuli.data.cohort import CohortDataModule
 from stimuli.data.physionet import download_database
 from stimuli.data.recording import CohortError, Recording
+from stimuli.data.signal import resample
 
 APNEA_SYMBOLS = {"A": 1, "N": 0}
 MINUTE_S = 60.0
@@ -150,19 +149,7 @@ def waveform(
             f"{root / record}.hea: wanted channels {list(channels)}, the record has "
             f"{rec.sig_name}. Fix data.channels."
         )
-    signal = rec.p_signal.T.astype(np.float64)
-    ratio = Fraction(fs).limit_denominator(1000) / Fraction(rec.fs).limit_denominator(1000)
-    if ratio != 1:
-        nan = ~np.isfinite(signal)
-        filled = np.where(nan, np.nanmean(signal, axis=1, keepdims=True), signal)
-        signal = resample_poly(filled, ratio.numerator, ratio.denominator, axis=1)
-        if nan.any():  # a resampled sample is invalid when any source sample under it was
-            src = np.arange(nan.shape[1]) * float(ratio)
-            bad = np.zeros(signal.shape, dtype=bool)
-            for c in range(signal.shape[0]):
-                idx = np.minimum(src[nan[c]].astype(int), signal.shape[1] - 1)
-                bad[c, idx] = True
-            signal[bad] = np.nan
+    signal = resample(rec.p_signal.T.astype(np.float64), float(rec.fs), fs)
     return signal.astype(np.float32), list(rec.sig_name)
 
 

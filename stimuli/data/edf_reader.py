@@ -9,11 +9,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from stimuli.data.annotations import (
     clip_events,
@@ -23,6 +21,7 @@ from stimuli.data.annotations import (
     read_nsrr_xml,
 )
 from stimuli.data.recording import CohortError, Recording
+from stimuli.data.signal import resample
 
 _REFETCH = "re-export it from the recording software or download it again"
 
@@ -109,13 +108,6 @@ def _pick_channels(
     return picks
 
 
-def _resample(data: np.ndarray, fs_in: float, fs_out: float) -> np.ndarray:
-    if np.isclose(fs_in, fs_out):
-        return data
-    ratio = Fraction(fs_out / fs_in).limit_denominator(1000)
-    return resample_poly(data, ratio.numerator, ratio.denominator, axis=-1)
-
-
 def read_edf_recording(
     path: str | os.PathLike,
     *,
@@ -149,7 +141,7 @@ def read_edf_recording(
     fs_in = float(raw.info["sfreq"])
     duration_s = raw.n_times / fs_in
     data = raw.get_data(picks=picks)
-    signal = _resample(data, fs_in, float(fs)).astype(np.float32)
+    signal = resample(data, fs_in, float(fs)).astype(np.float32)
 
     win, stride = round(window_s * fs), round(stride_s * fs)
     if win <= 0 or stride <= 0 or not np.isclose(win, window_s * fs):
