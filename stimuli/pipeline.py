@@ -18,12 +18,13 @@ from stimuli.data.cohort import CohortDataModule
 from stimuli.identity import person_centroids, train_identity
 from stimuli.io import write_json
 from stimuli.metrics import score
+from stimuli.release import release_stage
 from stimuli.stages import cached_stage, stage_keys
 from stimuli.synthesis import synthesize
 from stimuli.teacher import build_network, train_teacher
 
 log = logging.getLogger(__name__)
-STAGES = ("data", "teacher", "synthesize", "students", "evaluate")
+STAGES = ("data", "teacher", "synthesize", "students", "evaluate", "release")
 
 
 def build_datamodule(cfg: DictConfig) -> CohortDataModule:
@@ -88,7 +89,12 @@ class Run:
             factory = instantiate(student_cfg)
             for variant, (x, y, soft) in variants.items():
                 t = time.perf_counter()
-                student = factory(fs=dm.fs, seed=int(cfg.seed)).fit(x, y, soft=soft)
+                try:
+                    student = factory(fs=dm.fs, seed=int(cfg.seed)).fit(x, y, soft=soft)
+                except ValueError as err:  # e.g. every stimulus given one class by the teacher
+                    log.warning("student %s/%s could not be trained: %s", name, variant, err)
+                    self.students.setdefault(name, {})[variant] = str(err)
+                    continue
                 log.info("student %s/%s fitted in %.1f s", name, variant, time.perf_counter() - t)
                 joblib.dump(student, self.out / "students" / f"{name}-{variant}.joblib")
                 self.students.setdefault(name, {})[variant] = student
@@ -101,14 +107,22 @@ class Run:
         )
         table = {}
         for name, variants in self.students.items():
-            block = {v: score(s.predict_proba(x_test), y_test) for v, s in variants.items()}
-            for v in [v for v in block if v.startswith("stimuli")]:
+            block = {
+                v: {"error": s} if isinstance(s, str) else score(s.predict_proba(x_test), y_test)
+                for v, s in variants.items()
+            }
+            scored = [v for v in block if "error" not in block[v]]
+            for v in [v for v in scored if v.startswith("stimuli") and "real" in scored]:
                 suffix = v[len("stimuli") :]
                 block[f"gap{suffix}"] = {
                     m: round(block["real"][m] - block[v][m], 4) for m in ("acc", "kappa")
                 }
             table[name] = block
         self.results["students"] = table
+
+    def release(self) -> None:
+        """The bundle for third parties, leak-checked (stimuli/release.py)."""
+        self.results["release"] = release_stage(self)
 
     # --- cached products --------------------------------------------------------------------
     def teacher_model(self) -> torch.nn.Module:
@@ -219,7 +233,10 @@ def format_table(results: dict) -> str:
         lines += [head, "-" * len(head)]
         for name, block in students.items():
             cells = "".join(
-                f"{block[v]['acc']:>15.3f} / {block[v]['kappa']:>6.3f}" for v in variants
+                f"{'(not trained)':>24}"
+                if "error" in block[v]
+                else f"{block[v]['acc']:>15.3f} / {block[v]['kappa']:>6.3f}"
+                for v in variants
             )
             lines.append(f"{name:<14}{cells}")
     return "\n".join(lines)
@@ -227,6 +244,10 @@ def format_table(results: dict) -> str:
 
 def run_pipeline(cfg: DictConfig) -> dict:
     stages = list(cfg.stages)
+    if stages == ["third_party"]:  # a third party's job: a bundle and its own cohort only
+        from stimuli.third_party import run_third_party
+
+        return run_third_party(cfg)
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stages {unknown}; known stages, in order: {list(STAGES)}")
@@ -244,6 +265,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
         "synthesize": run.synthesize,
         "students": run.students_stage,
         "evaluate": run.evaluate,
+        "release": run.release,
     }
     for stage in STAGES:
         if stage in stages or (stage == "data"):

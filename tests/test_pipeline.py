@@ -82,10 +82,10 @@ def test_second_job_reuses_teacher_identity_and_stimuli(finished, tmp_path, monk
     monkeypatch.setattr(pipeline, "train_teacher", no_training)
     monkeypatch.setattr(pipeline, "train_identity", no_training)
     monkeypatch.setattr(pipeline, "synthesize", no_training)
-    second = tiny_run(tmp_path / "out", cache, "student=knn")
+    second = tiny_run(tmp_path / "out", cache, "student=logreg")
     assert second["cache"] == {"teacher": "cached", "identity": "cached", "stimuli": "cached"}
     assert second["teacher"]["test"] == first["teacher"]["test"]
-    assert set(second["students"]) == {"knn"}
+    assert set(second["students"]) == {"logreg"}
 
 
 def test_evaluate_scores_a_finished_run_on_other_records(finished, data_root):

@@ -1,0 +1,270 @@
+"""The release bundle, its leak check and the third party's side, on a tiny real closed-resp run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import mne
+import numpy as np
+import pytest
+import torch
+
+from stimuli import release
+from stimuli.data.stimuli_bundle import StimuliDataModule
+from stimuli.pipeline import Run, run_pipeline
+from stimuli.release import DATE_RE, BundleError, LeakError
+from tests.conftest import compose_config
+from tests.test_pipeline import METRICS, TINY
+
+OWNER = [*TINY, "student=logreg", "threads=1"]
+
+
+@pytest.fixture(scope="module")
+def owner(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A finished tiny run (all default stages, release included)."""
+    out = tmp_path_factory.mktemp("run")
+    cache = tmp_path_factory.mktemp("cache")
+    results = run_pipeline(compose_config(OWNER, out, cache))
+    return SimpleNamespace(out=out, cache=cache, results=results, bundle=out / "release")
+
+
+@pytest.fixture(scope="module")
+def owner_run(owner, tmp_path_factory) -> tuple[Run, release.ForbiddenInfo]:
+    """The same run reopened from the cache (nothing retrained), and what it must not release."""
+    run = Run(compose_config(OWNER, tmp_path_factory.mktemp("reopened"), owner.cache))
+    run.data()
+    return run, release.forbidden_for_run(run)
+
+
+def record_names(run: Run) -> list[str]:
+    return [r["record"] for r in run.dm.cache.meta["records"]]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".release"))
+
+
+# --- the bundle -----------------------------------------------------------------------------------
+def test_release_is_complete_and_checksummed(owner):
+    assert sorted(p.name for p in owner.bundle.iterdir()) == [
+        "SHA256SUMS",
+        "datacard.json",
+        "stimuli.npz",
+    ]
+    check = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=owner.bundle, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert leftovers(owner.out) == []
+    summary = owner.results["release"]
+    assert summary["n"] == 32 and summary["soft_labels"]
+    assert summary["copy_check"]["flagged"] == 0
+    with zipfile.ZipFile(owner.bundle / "stimuli.npz") as zf:  # no date in the zip entries
+        assert {i.date_time for i in zf.infolist()} == {release.ZIP_DATE}
+        assert sorted(zf.namelist()) == ["labels.npy", "soft.npy", "x.npy"]
+
+
+def test_bundle_round_trips_through_the_datamodule(owner):
+    with np.load(owner.out / "stimuli.npz") as f:  # the owner's copy (synthesize stage)
+        x, labels, probs = f["x"], f["labels"], f["teacher_probs"]
+    dm = StimuliDataModule(owner.bundle, batch_size=8, val_fraction=0.25, seed=1)
+    bx, by, bsoft = dm.arrays()
+    assert bx.dtype == np.float32 and by.dtype == np.int64 and bsoft.dtype == np.float32
+    np.testing.assert_array_equal(bx, x)
+    np.testing.assert_array_equal(by, labels)
+    np.testing.assert_array_equal(bsoft, probs.astype(np.float32))
+    assert (dm.n_chans, dm.n_times, dm.n_classes, dm.fs) == (4, 60, 2, 1.0)
+    assert dm.channels == ["airflow", "thorax", "abdomen", "spo2"]
+    assert set(dm.checksums) == {"stimuli.npz", "datacard.json"}
+    train = torch.cat([b[1] for b in dm.train_dataloader()])
+    val_x, val_y = next(iter(dm.val_dataloader()))
+    assert len(train) + len(val_y) == 32 and len(val_y) == 8
+    assert val_x.shape[1:] == (4, 60) and set(val_y.tolist()) == {0, 1}
+    soft_dm = StimuliDataModule(owner.bundle, batch_size=8, use_soft=True)
+    xb, soft = next(iter(soft_dm.train_dataloader()))
+    assert xb.shape == (8, 4, 60) and soft.shape == (8, 2) and soft.dtype == torch.float32
+
+
+@pytest.mark.parametrize("target", ["stimuli.npz", "datacard.json"])
+def test_tampered_or_missing_file_is_named(owner, tmp_path, target):
+    bundle = Path(shutil.copytree(owner.bundle, tmp_path / "bundle"))
+    data = bytearray((bundle / target).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (bundle / target).write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=re.escape(target) + ".*checksum mismatch"):
+        StimuliDataModule(bundle)
+    (bundle / target).unlink()
+    with pytest.raises(BundleError, match=re.escape(target) + ".*missing"):
+        StimuliDataModule(bundle)
+    (bundle / "SHA256SUMS").unlink()
+    with pytest.raises(BundleError, match=r"SHA256SUMS.*missing"):
+        StimuliDataModule(bundle)
+
+
+def test_datacard_names_nothing_of_the_cohort(owner, owner_run):
+    run, forbidden = owner_run
+    text = (owner.bundle / "datacard.json").read_text()
+    card = json.loads(text)
+    for name in {*record_names(run), *(r["person"] for r in run.dm.cache.meta["records"])}:
+        assert not re.search(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])", text, re.I), name
+    assert "/" not in text and "\\" not in text  # no path
+    assert not DATE_RE.search(text)
+    keys = re.findall(r'"([^"]+)":', text)
+    assert keys and not [k for k in keys if re.search(r"person|patient|subject|record", k, re.I)]
+    # what it does say
+    assert card["channels"] == ["airflow", "thorax", "abdomen", "spo2"]
+    assert card["window"] == {"seconds": 60.0, "samples": 60} and card["fs"] == 1.0
+    assert card["labels"]["names"] == ["normal", "apnea"]
+    assert sum(card["labels"]["counts"].values()) == 32
+    assert card["synthesis"]["steps"] == 8 and card["synthesis"]["weights"]["bn"] == 3.0
+    assert card["teacher"]["architecture"]["_target_"] == "stimuli.models.cnn.CNN"
+    assert set(card["utility"]["teacher"]) == METRICS
+    assert set(card["utility"]["students"]["logreg"]["stimuli"]) == METRICS
+    files = {p.name: p.read_bytes() for p in owner.bundle.iterdir()}
+    assert release.check_leaks(files, forbidden) == []
+
+
+# --- the leak check -------------------------------------------------------------------------------
+def edf_patient_name(data_root: Path) -> str:
+    info = mne.io.read_raw_edf(data_root / "closed-resp" / "a01.edf", verbose="error").info
+    return info["subject_info"]["first_name"]  # "Apnea-ECG": the name part of the patient field
+
+
+def bn_running_mean(run: Run) -> tuple[str, np.ndarray]:
+    state = run.teacher_model().state_dict()
+    key = next(k for k in state if k.endswith("running_mean"))
+    return key, state[key].numpy().copy()
+
+
+@pytest.mark.parametrize("plant", ["record", "edf_patient", "date", "bn_stats", "bn_key", "copy"])
+def test_leak_check_refuses_and_writes_nothing(owner_run, tmp_path, data_root, plant):
+    run, forbidden = owner_run
+    arrays, card = release.release_contents(run)
+    arrays = dict(arrays)
+    if plant == "record":
+        card["synthesis"]["note"] = "teacher trained on A01 and others"
+        expect = ["record/file name 'A01'"]
+    elif plant == "edf_patient":
+        name = edf_patient_name(data_root)
+        card["description"] = f"stimuli from the {name} study"
+        expect = [f"header field {name!r}", "EDF"]
+    elif plant == "date":
+        card["made"] = "2000-01-01"
+        expect = ["date", "2000-01-01"]
+    elif plant == "bn_stats":
+        key, mean = bn_running_mean(run)
+        arrays["aux"] = mean
+        expect = ["stimuli.npz:aux", f"teacher.{key}"]
+    elif plant == "bn_key":
+        arrays["running_mean"] = np.zeros(3, np.float32)
+        expect = ["running_mean", "state-dict"]
+    else:
+        x_train = run.dm.datasets["train"].arrays()[0]
+        arrays["x"] = arrays["x"].copy()
+        arrays["x"][5] = x_train[100]
+        expect = ["stimuli.npz:x", "near copies", "indices 5"]
+    dest = tmp_path / "run" / "release"
+    with pytest.raises(LeakError) as err:
+        release.write_release(dest, release.bundle_files(arrays, card), forbidden)
+    for part in expect:
+        assert part in str(err.value), (part, str(err.value))
+    assert not dest.exists()
+    assert not (tmp_path / "run").exists() or leftovers(tmp_path / "run") == []
+
+
+def test_record_name_is_not_matched_inside_numbers(owner_run):
+    _, forbidden = owner_run
+    card = {"lr": 0.01, "values": [1.01, 2.0], "text": "window_a01x is fine", "id": "xa01"}
+    assert release.check_leaks({"datacard.json": card}, forbidden) == []
+    assert release.check_leaks({"datacard.json": {"t": "a01-nsrr.xml"}}, forbidden)
+    assert release.check_leaks({"datacard.json": {"t": "(a01)"}}, forbidden)
+
+
+def test_stage_fails_with_leak_error_and_writes_no_release(owner, tmp_path, monkeypatch):
+    real = release.make_datacard
+
+    def leaky(*args, **kwargs):
+        card = real(*args, **kwargs)
+        card["channels"][0] = "airflow of c02"
+        return card
+
+    monkeypatch.setattr(release, "make_datacard", leaky)
+    out = tmp_path / "out"
+    cfg = compose_config([*OWNER, "stages=[release]"], out, owner.cache)
+    with pytest.raises(LeakError, match="c02"):
+        run_pipeline(cfg)
+    assert not (out / "release").exists() and leftovers(out) == []
+
+
+def test_existing_release_is_kept_on_failure_and_replaced_on_success(owner, owner_run, tmp_path):
+    run, forbidden = owner_run
+    dest = Path(shutil.copytree(owner.bundle, tmp_path / "run" / "release"))
+    before = {p.name: p.read_bytes() for p in dest.iterdir()}
+    arrays, card = release.release_contents(run)
+    leaky = {**card, "note": "a01"}
+    with pytest.raises(LeakError):
+        release.write_release(dest, release.bundle_files(arrays, leaky), forbidden)
+    assert {p.name: p.read_bytes() for p in dest.iterdir()} == before
+    smaller = {k: v[:16] for k, v in arrays.items()}
+    release.write_release(dest, release.bundle_files(smaller, card), forbidden)
+    assert StimuliDataModule(dest).arrays()[0].shape == (16, 4, 60)
+    assert leftovers(dest.parent) == []
+
+
+# --- the third party ------------------------------------------------------------------------------
+def third_party_config(owner, tmp_path, data_root, copy_records, *extra):
+    """Only the bundle and the third party's own cohort folder; the owner's data root is gone."""
+    bundle = shutil.copytree(owner.bundle, tmp_path / "received")
+    own = copy_records(
+        data_root / "closed-resp", tmp_path / "own-data", ["a01", "c01"], [".edf", "-nsrr.xml"]
+    )
+    return compose_config(
+        [
+            "+experiment=third_party",
+            f"release_path='{bundle}'",
+            "data=closed_resp",
+            f"data.root='{own}'",
+            f"paths.data_dir='{tmp_path / 'no-owner-data'}'",
+            "student=cnn",
+            "student_defaults.steps=10",
+            "quiet=true",
+            "threads=1",
+            *extra,
+        ],
+        tmp_path / "out",
+        tmp_path / "tp-cache",
+    )
+
+
+def test_third_party_trains_on_the_bundle_alone(
+    owner, tmp_path, data_root, copy_records, monkeypatch
+):
+    monkeypatch.setenv("STIMULI_DATA", str(tmp_path / "no-owner-data"))
+    cfg = third_party_config(owner, tmp_path, data_root, copy_records)
+    result = run_pipeline(cfg)
+    on_disk = json.loads((tmp_path / "out" / "third_party.json").read_text())
+    assert on_disk == json.loads(json.dumps(result))
+    assert on_disk["data"]["n_records"] == 2 and on_disk["data"]["n_windows"] > 900
+    assert 0 < on_disk["data"]["apnea_fraction"] < 1
+    assert on_disk["bundle"]["n"] == 32 and on_disk["bundle"]["shape"] == [4, 60]
+    block = on_disk["students"]["cnn"]
+    assert set(block) == {"stimuli", "stimuli_kd"}
+    for metrics in block.values():
+        assert set(metrics) == METRICS
+        assert all(0 <= metrics[m] <= 1 for m in ("acc", "auroc", "f1"))
+        assert -1 <= metrics["kappa"] <= 1
+    assert not (tmp_path / "no-owner-data").exists()
+
+
+def test_third_party_cohort_must_match_the_bundle(owner, tmp_path, data_root, copy_records):
+    cfg = third_party_config(
+        owner, tmp_path, data_root, copy_records, "data.window_s=30", "data.stride_s=30"
+    )
+    with pytest.raises(ValueError, match=r"do not match the bundle's stimuli \(4, 60\)"):
+        run_pipeline(cfg)
