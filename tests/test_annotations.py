@@ -51,7 +51,7 @@ def test_normalize_kind():
 # --- NSRR XML -------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not RESP.is_dir(), reason="closed-resp data not present")
+@pytest.mark.usefixtures("data_root")  # fails, never skips, without the data
 def test_read_nsrr_xml_real_sidecar():
     events = read_nsrr_xml(RESP / "a01-nsrr.xml")
     assert len(events) == 471

@@ -17,9 +17,8 @@ DATA = Path(data_dir())
 RESP = DATA / "closed-resp"
 RRI = DATA / "closed-rri"
 
-pytestmark = pytest.mark.skipif(
-    not (RESP.is_dir() and RRI.is_dir()), reason="closed-resp / closed-rri data not present"
-)
+# the data_root fixture fails (never skips) with a clear message when the data is missing
+pytestmark = pytest.mark.usefixtures("data_root")
 
 KINDS = ["obstructive apnea", "central apnea", "mixed apnea", "hypopnea", "apnea"]
 RESP_CHANNELS = {

@@ -262,7 +262,7 @@ def test_identity_uniform_term_decreases(teacher: nn.Module, identity_model: nn.
 def test_default_config_file_matches_dataclass() -> None:
     loaded = SynthesisConfig.from_any(OmegaConf.load(CONF))
     assert loaded == SynthesisConfig()
-    assert loaded.n == 2048 and loaded.shard_size == 256 and loaded.steps == 200
+    assert loaded.n == 1024 and loaded.shard_size == 256 and loaded.steps == 200
     assert loaded.betas == (0.5, 0.9) and loaded.clip == (-4.0, 4.0)
     with pytest.raises(ValueError, match="unknown"):
         SynthesisConfig.from_any({"stepz": 3})

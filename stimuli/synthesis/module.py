@@ -38,7 +38,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 class SynthesisConfig:
     """Mirror of ``conf/synthesis/default.yaml``; build with :meth:`from_any`."""
 
-    n: int = 2048
+    n: int = 1024
     shard_size: int = 256
     steps: int = 200
     lr: float = 0.05
@@ -54,7 +54,7 @@ class SynthesisConfig:
     centroid_space: Literal["teacher", "identity"] = "teacher"
     centroid_margin: float | None = None
     centroid_temperature: float = 0.1
-    progress_bar: bool = False
+    progress_bar: bool = True
 
     @classmethod
     def from_any(
