@@ -104,7 +104,6 @@ def test_unknown_stage_is_refused(tmp_path):
         run_pipeline(cfg)
 
 
-@pytest.mark.slow
 def test_multirun_over_students_trains_the_teacher_once(tmp_path):
     cmd = [
         sys.executable,
