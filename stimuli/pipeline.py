@@ -131,7 +131,12 @@ class Run:
 
             def write(folder: Path) -> dict:
                 model, report = train_teacher(
-                    dm, self.cfg.model, self.cfg.teacher, int(self.cfg.seed), progress=self.progress
+                    dm,
+                    self.cfg.model,
+                    self.cfg.teacher,
+                    int(self.cfg.seed),
+                    progress=self.progress,
+                    trainer_cfg=self.cfg.trainer,
                 )
                 torch.save(model.state_dict(), folder / "model.pt")
                 return report

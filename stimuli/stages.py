@@ -38,7 +38,7 @@ def data_identity(cfg: DictConfig) -> dict:
 
 def stage_keys(cfg: DictConfig) -> dict[str, str]:
     data = data_identity(cfg)
-    teacher = config_hash("teacher", data, cfg.model, cfg.teacher, cfg.seed)
+    teacher = config_hash("teacher", data, cfg.model, cfg.teacher, cfg.trainer, cfg.seed)
     identity = config_hash("identity", data, cfg.identity, cfg.seed)
     synthesis = OmegaConf.to_container(cfg.synthesis, resolve=True)
     synthesis.pop("progress_bar", None)

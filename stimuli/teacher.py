@@ -40,6 +40,7 @@ def train_teacher(
     seed: int,
     logger=False,
     progress=False,
+    trainer_cfg: DictConfig | None = None,
 ) -> tuple[torch.nn.Module, dict]:
     pl.seed_everything(seed, workers=True)
     model = build_network(model_cfg, dm.n_chans, dm.n_classes, dm.n_times)
@@ -55,9 +56,11 @@ def train_teacher(
     with tempfile.TemporaryDirectory() as ckpt_dir:
         best = ModelCheckpoint(dirpath=ckpt_dir, monitor="val/kappa", mode="max", save_top_k=1)
         stop = EarlyStopping(monitor="val/kappa", mode="max", patience=cfg.patience)
-        trainer = make_trainer(
-            max_epochs=cfg.max_epochs, callbacks=[best, stop], logger=logger, progress=progress
-        )
+        trainer_args = {"callbacks": [best, stop], "logger": logger, "max_epochs": cfg.max_epochs}
+        if trainer_cfg is not None:  # the `trainer/` config group
+            trainer = instantiate(trainer_cfg, enable_progress_bar=progress, **trainer_args)
+        else:
+            trainer = make_trainer(progress=progress, **trainer_args)
         trainer.fit(module, datamodule=dm)
         if best.best_model_path:
             state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
