@@ -278,7 +278,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
             steps[stage]()
             run.timing[stage] = round(time.perf_counter() - t, 3)
     run.results["timing"] = run.timing
-    if len(stages) > 1 or stages != ["data"]:
+    if stages != ["data"]:
         write_json(run.out / "results.json", run.results)
         table = format_table(run.results)
         if table:
