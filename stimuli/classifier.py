@@ -27,6 +27,7 @@ class Classifier(LightningModule):
         temperature: float = 1.0,
         binary: bool = True,
         schedule: str = "cosine",
+        mixup: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -34,6 +35,7 @@ class Classifier(LightningModule):
         self.max_shift, self.amp_jitter = max_shift, amp_jitter
         self.temperature = temperature
         self.schedule = schedule
+        self.mixup = mixup  # Beta(mixup, mixup) mixing of pairs of windows and their targets
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.binary = binary
         if binary:
@@ -59,9 +61,18 @@ class Classifier(LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         x, target = batch[0], batch[1]
-        loss = self.loss(self(self._augment(x)), target)
+        if self.mixup > 0:
+            loss = self._mixup_loss(self._augment(x), target)
+        else:
+            loss = self.loss(self(self._augment(x)), target)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
+
+    def _mixup_loss(self, x: Tensor, target: Tensor) -> Tensor:
+        lam = float(torch.distributions.Beta(self.mixup, self.mixup).sample())
+        perm = torch.randperm(len(x), device=x.device)
+        logits = self(lam * x + (1 - lam) * x[perm])
+        return lam * self.loss(logits, target) + (1 - lam) * self.loss(logits, target[perm])
 
     def _eval_step(self, batch, metrics, prefix: str) -> None:
         x, y = batch[0], batch[1]

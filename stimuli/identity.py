@@ -35,7 +35,12 @@ def identity_arrays(dm: CohortDataModule, holdout: float) -> dict[str, np.ndarra
 
 
 def train_identity(
-    dm: CohortDataModule, model_cfg: DictConfig, cfg: DictConfig, seed: int, progress: bool = False
+    dm: CohortDataModule,
+    model_cfg: DictConfig,
+    cfg: DictConfig,
+    seed: int,
+    progress: bool = False,
+    logger=False,
 ) -> tuple[torch.nn.Module, dict]:
     pl.seed_everything(seed, workers=True)
     data = identity_arrays(dm, cfg.holdout)
@@ -45,7 +50,7 @@ def train_identity(
     )
     fit = data["fit"]
     loader = array_loader(data["x"][fit], data["y"][fit], cfg.batch_size, shuffle=True, seed=seed)
-    make_trainer(max_steps=cfg.steps, progress=progress).fit(module, loader)
+    make_trainer(max_steps=cfg.steps, progress=progress, logger=logger).fit(module, loader)
     model = module.model.eval()
     held = data["held"]
     probs = predict_proba(model, torch.from_numpy(data["x"][held]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from pathlib import Path
@@ -18,13 +19,23 @@ from stimuli.data.cohort import CohortDataModule
 from stimuli.identity import person_centroids, train_identity
 from stimuli.io import write_json
 from stimuli.metrics import score
+from stimuli.privacy import audit_privacy
 from stimuli.release import release_stage
+from stimuli.report import ReportInputs, inputs_from_run, report_figures, write_report
 from stimuli.stages import cached_stage, stage_keys
 from stimuli.synthesis import synthesize
+from stimuli.synthesis.synthesize import shard_sizes
 from stimuli.teacher import build_network, train_teacher
+from stimuli.tracking import Tracker, flatten
 
 log = logging.getLogger(__name__)
-STAGES = ("data", "teacher", "synthesize", "students", "evaluate", "release")
+METRIC_NAMES = ("acc", "kappa", "auroc", "f1")
+STAGES = ("data", "teacher", "synthesize", "students", "evaluate", "privacy", "release")
+
+
+def accepts(func: object, name: str) -> bool:
+    """Whether `func` (a class, partial or method) takes a keyword argument `name`."""
+    return name in inspect.signature(func).parameters
 
 
 def build_datamodule(cfg: DictConfig) -> CohortDataModule:
@@ -37,8 +48,9 @@ def build_datamodule(cfg: DictConfig) -> CohortDataModule:
 class Run:
     """One job: a config, its output folder, and the stage results gathered so far."""
 
-    def __init__(self, cfg: DictConfig) -> None:
+    def __init__(self, cfg: DictConfig, tracker: Tracker | None = None) -> None:
         self.cfg = cfg
+        self.tracker = tracker or Tracker()
         self.out = Path(cfg.paths.output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.cache_dir = Path(cfg.paths.cache_dir)
@@ -50,7 +62,11 @@ class Run:
         self._teacher: torch.nn.Module | None = None
         self._identity: torch.nn.Module | None = None
         self._stimuli: dict | None = None
+        self._centroids: torch.Tensor | None = None
+        self.loss_history: dict[str, list[float]] | None = None  # synthesis terms per step
         self.students: dict[str, dict[str, object]] = {}
+        self.predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # test (y, predicted)
+        self.attribution_counts: dict[str, dict] | None = None  # privacy: stimuli per person
 
     # --- stages ---------------------------------------------------------------------------
     def data(self) -> None:
@@ -74,6 +90,10 @@ class Run:
         self.identity_model()
 
     def synthesize(self) -> None:
+        if self.cfg.get("synthesis_shards") is not None:  # one job's part of a sharded synthesis
+            done = [self.stimulus_shard(i)[1]["n"] for i in self.shard_indices()]
+            self.results["stimuli"] = {"shards": self.shard_indices(), "n": sum(done)}
+            return
         stim = self.stimuli()
         np.savez(self.out / "stimuli.npz", **{k: stim[k] for k in ("x", "labels", "teacher_probs")})
 
@@ -87,10 +107,16 @@ class Run:
         (self.out / "students").mkdir(exist_ok=True)
         for name, student_cfg in (cfg.get("students") or {}).items():
             factory = instantiate(student_cfg)
+            extra = {"progress": self.progress} if accepts(factory, "progress") else {}
             for variant, (x, y, soft) in variants.items():
                 t = time.perf_counter()
                 try:
-                    student = factory(fs=dm.fs, seed=int(cfg.seed)).fit(x, y, soft=soft)
+                    student = factory(fs=dm.fs, seed=int(cfg.seed), **extra)
+                    if accepts(student.fit, "logger"):
+                        logger = self.tracker.trainer_logger(f"student-{name}-{variant}")
+                        student.fit(x, y, soft=soft, logger=logger)
+                    else:
+                        student.fit(x, y, soft=soft)
                 except ValueError as err:  # e.g. every stimulus given one class by the teacher
                     log.warning("student %s/%s could not be trained: %s", name, variant, err)
                     self.students.setdefault(name, {})[variant] = str(err)
@@ -102,15 +128,19 @@ class Run:
     def evaluate(self) -> None:
         x_test, y_test, _ = self.dm.datasets["test"].arrays()
         teacher = self.teacher_model()
-        self.results["teacher"]["test"] = score(
-            predict_proba(teacher, torch.from_numpy(x_test)), y_test
-        )
+        teacher_probs = predict_proba(teacher, torch.from_numpy(x_test))
+        self.results["teacher"]["test"] = score(teacher_probs, y_test)
+        self.predictions = {"teacher": (y_test, teacher_probs.numpy().argmax(1))}
         table = {}
         for name, variants in self.students.items():
-            block = {
-                v: {"error": s} if isinstance(s, str) else score(s.predict_proba(x_test), y_test)
-                for v, s in variants.items()
-            }
+            block = {}
+            for v, student in variants.items():
+                if isinstance(student, str):  # the error of a student that could not be trained
+                    block[v] = {"error": student}
+                    continue
+                probs = np.asarray(student.predict_proba(x_test))
+                block[v] = score(probs, y_test)
+                self.predictions[f"{name} / {v}"] = (y_test, probs.argmax(1))
             scored = [v for v in block if "error" not in block[v]]
             for v in [v for v in scored if v.startswith("stimuli") and "real" in scored]:
                 suffix = v[len("stimuli") :]
@@ -120,9 +150,103 @@ class Run:
             table[name] = block
         self.results["students"] = table
 
+    def privacy(self) -> None:
+        """The privacy audit of what `release` would publish (stimuli/privacy/)."""
+        stim = self.stimuli()
+        students = {
+            f"{name}/{variant}": student
+            for name, variants in self.students.items()
+            for variant, student in variants.items()
+            if variant.startswith("stimuli") and not isinstance(student, str)
+        }
+        summary, details = audit_privacy(
+            self.dm,
+            self.teacher_model(),
+            stim["x"],
+            students,
+            self.cfg.privacy,
+            int(self.cfg.seed),
+            progress=self.progress,
+        )
+        write_json(self.out / "privacy.json", {"summary": summary, "details": details})
+        self.results["privacy"] = summary
+        attribution = details.get("attribution_classifier") or {}
+        neighbour = details.get("attribution_neighbour") or {}
+        counts = {"classifier": attribution.get("release_counts")}
+        counts |= {
+            f"neighbour {v}": neighbour.get(f"{v}_release_counts") for v in ("raw", "embedding")
+        }
+        self.attribution_counts = {
+            "stimuli": {k: v for k, v in counts.items() if v is not None},
+            "training": attribution.get("training_counts"),
+        }
+        mt = summary["meets_targets"]
+        log.info(
+            "privacy: targets met on the release %s; controls have power: %s",
+            {k: v for k, v in mt["release"].items()},
+            mt["controls_have_power"],
+        )
+
     def release(self) -> None:
-        """The bundle for third parties, leak-checked (stimuli/release.py)."""
+        """The bundle for third parties, leak-checked (stimuli/release/)."""
         self.results["release"] = release_stage(self)
+
+    def run_stages(self, stages: list[str]) -> dict:
+        OmegaConf.save(self.cfg, self.out / "config_resolved.yaml", resolve=True)
+        steps = {
+            "data": self.data,
+            "teacher": self.teacher,
+            "synthesize": self.synthesize,
+            "students": self.students_stage,
+            "evaluate": self.evaluate,
+            "privacy": self.privacy,
+            "release": self.release,
+        }
+        for stage in STAGES:
+            if stage in stages or stage == "data":
+                t = time.perf_counter()
+                steps[stage]()
+                self.timing[stage] = round(time.perf_counter() - t, 3)
+        self.results["timing"] = self.timing
+        if stages != ["data"]:
+            write_json(self.out / "results.json", self.results)
+            inputs = inputs_from_run(self)
+            if self.cfg.get("report", True):
+                log.info("report: %s", write_report(self.out, self.results, inputs))
+            self.track_results(inputs)
+            table = format_table(self.results)
+            if table:
+                print(table)
+        return self.results
+
+    def track_results(self, inputs: ReportInputs) -> None:
+        """The finished run's numbers, curves, figures and tables in the tracker (W&B)."""
+        tracker = self.tracker
+        if not tracker.active:
+            return
+        tracker.log_figures(report_figures(inputs, self.results))
+        tracker.summary(flatten({k: v for k, v in self.results.items() if k != "cache"}))
+        if self.loss_history:
+            tracker.log_curves("synthesis", self.loss_history)
+        rows = [
+            [name, variant, *(block[variant].get(m) for m in METRIC_NAMES)]
+            for name, block in (self.results.get("students") or {}).items()
+            for variant in block
+            if not variant.startswith("gap") and "error" not in block[variant]
+        ]
+        tracker.log_table(
+            "utility",
+            ["label", "student", "variant", *METRIC_NAMES],
+            [[f"{r[0]}/{r[1]}", *r] for r in rows],
+            bars=[("label", "acc"), ("label", "kappa")],
+        )
+        splits = (self.results.get("data") or {}).get("splits") or {}
+        columns = ["persons", "windows", "apnea_fraction"]
+        tracker.log_table(
+            "data_splits",
+            ["split", *columns],
+            [[split, *(block.get(c) for c in columns)] for split, block in splits.items()],
+        )
 
     # --- cached products --------------------------------------------------------------------
     def teacher_model(self) -> torch.nn.Module:
@@ -135,6 +259,7 @@ class Run:
                     self.cfg.model,
                     self.cfg.teacher,
                     int(self.cfg.seed),
+                    logger=self.tracker.trainer_logger("teacher"),
                     progress=self.progress,
                     trainer_cfg=self.cfg.trainer,
                 )
@@ -162,6 +287,7 @@ class Run:
                     self.cfg.identity,
                     int(self.cfg.seed) + 1,
                     progress=self.progress,
+                    logger=self.tracker.trainer_logger("identity"),
                 )
                 torch.save(model.state_dict(), folder / "model.pt")
                 return report
@@ -178,46 +304,97 @@ class Run:
         return self._identity
 
     def stimuli(self) -> dict:
+        """All stimuli: the shards (each cached on its own, so jobs can share the work) merged in
+        shard order, which gives the same arrays as one job synthesizing everything."""
         if self._stimuli is None:
-            dm, cfg = self.dm, self.cfg
-
-            def write(folder: Path) -> dict:
-                teacher, identity = self.teacher_model(), self.identity_model()
-                space = cfg.synthesis.get("centroid_space", "teacher")
-                centroids = person_centroids(teacher if space == "teacher" else identity, dm)
-                synth_cfg = OmegaConf.to_container(cfg.synthesis, resolve=True)
-                synth_cfg["progress_bar"] = self.progress and synth_cfg.get("progress_bar", True)
-                out = synthesize(
-                    teacher,
-                    n_chans=dm.n_chans,
-                    n_times=dm.n_times,
-                    n_classes=dm.n_classes,
-                    cfg=synth_cfg,
-                    identity_model=identity,
-                    centroids=centroids,
-                    seed=int(cfg.seed),
-                )
-                np.savez(
-                    folder / "stimuli.npz",
-                    x=out["x"].numpy(),
-                    labels=out["labels"].numpy(),
-                    targets=out["targets"].numpy(),
-                    teacher_probs=out["teacher_probs"].numpy(),
-                )
-                return {
-                    "n": int(out["x"].shape[0]),
-                    "steps": int(cfg.synthesis.steps),
-                    "teacher_agreement": round(float(out["teacher_agreement"]), 4),
-                    "seconds": round(float(out["seconds"]), 2),
-                    "losses": {k: float(v) for k, v in out["losses"].items()},
-                }
-
-            path, meta, built = cached_stage(self.cache_dir, "stimuli", self.keys["stimuli"], write)
+            path, meta, built = cached_stage(
+                self.cache_dir, "stimuli", self.keys["stimuli"], self._merge_shards
+            )
             with np.load(path / "stimuli.npz") as f:
                 self._stimuli = {k: f[k] for k in f.files}
+            self.loss_history = meta.pop("loss_history", None)
             self.results["stimuli"] = meta
             self.results.setdefault("cache", {})["stimuli"] = "synthesized" if built else "cached"
         return self._stimuli
+
+    def shard_indices(self) -> list[int]:
+        """The shards this job synthesizes: `synthesis_shards=[first, stop]`, else all."""
+        n_shards = len(shard_sizes(int(self.cfg.synthesis.n), int(self.cfg.synthesis.shard_size)))
+        chosen = self.cfg.get("synthesis_shards")
+        if chosen is None:
+            return list(range(n_shards))
+        first, stop = (int(v) for v in chosen)
+        if not 0 <= first < stop <= n_shards:
+            raise ValueError(
+                f"synthesis_shards={list(chosen)} is not a range within 0..{n_shards} "
+                f"(synthesis.n={self.cfg.synthesis.n} in shards of {self.cfg.synthesis.shard_size})"
+            )
+        return list(range(first, stop))
+
+    def stimulus_shard(self, index: int) -> tuple[Path, dict]:
+        dm, cfg = self.dm, self.cfg
+
+        def write(folder: Path) -> dict:
+            teacher, identity = self.teacher_model(), self.identity_model()
+            if self._centroids is None:
+                space = cfg.synthesis.get("centroid_space", "teacher")
+                self._centroids = person_centroids(teacher if space == "teacher" else identity, dm)
+            synth_cfg = OmegaConf.to_container(cfg.synthesis, resolve=True)
+            synth_cfg["progress_bar"] = self.progress and synth_cfg.get("progress_bar", True)
+            out = synthesize(
+                teacher,
+                n_chans=dm.n_chans,
+                n_times=dm.n_times,
+                n_classes=dm.n_classes,
+                cfg=synth_cfg,
+                identity_model=identity,
+                centroids=self._centroids,
+                seed=int(cfg.seed),
+                shard_index_range=(index, index + 1),
+            )
+            np.savez(
+                folder / "shard.npz",
+                **{k: out[k].numpy() for k in ("x", "labels", "targets", "teacher_probs")},
+            )
+            return {
+                "n": int(out["x"].shape[0]),
+                "seconds": float(out["seconds"]),
+                "losses": {k: float(v) for k, v in out["losses"].items()},
+                "loss_history": out["term_history"],
+            }
+
+        key = f"{self.keys['stimuli']}-shard{index:04d}"
+        path, meta, built = cached_stage(self.cache_dir, "stimuli_shards", key, write)
+        log.info("stimulus shard %d %s", index, "synthesized" if built else "cached")
+        return path, meta
+
+    def _merge_shards(self, folder: Path) -> dict:
+        n_shards = len(shard_sizes(int(self.cfg.synthesis.n), int(self.cfg.synthesis.shard_size)))
+        parts, metas = [], []
+        for i in range(n_shards):
+            path, meta = self.stimulus_shard(i)
+            with np.load(path / "shard.npz") as f:
+                parts.append({k: f[k] for k in f.files})
+            metas.append(meta)
+        merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        np.savez(folder / "stimuli.npz", **merged)
+        sizes = np.array([m["n"] for m in metas], dtype=np.float64)
+
+        def mean(values: list) -> list | float:
+            return (np.asarray(values, dtype=np.float64).T @ sizes / sizes.sum()).tolist()
+
+        agree = merged["teacher_probs"].argmax(1) == merged["labels"]
+        return {
+            "n": int(sizes.sum()),
+            "steps": int(self.cfg.synthesis.steps),
+            "shards": n_shards,
+            "teacher_agreement": round(float(agree.mean()), 4),
+            "seconds": round(sum(m["seconds"] for m in metas), 2),
+            "losses": {k: mean([m["losses"][k] for m in metas]) for k in metas[0]["losses"]},
+            "loss_history": {
+                k: mean([m["loss_history"][k] for m in metas]) for k in metas[0]["loss_history"]
+            },
+        }
 
 
 def format_table(results: dict) -> str:
@@ -262,25 +439,17 @@ def run_pipeline(cfg: DictConfig) -> dict:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True)
-    run = Run(cfg)
-    OmegaConf.save(cfg, run.out / "config_resolved.yaml", resolve=True)
-    steps = {
-        "data": run.data,
-        "teacher": run.teacher,
-        "synthesize": run.synthesize,
-        "students": run.students_stage,
-        "evaluate": run.evaluate,
-        "release": run.release,
-    }
-    for stage in STAGES:
-        if stage in stages or (stage == "data"):
-            t = time.perf_counter()
-            steps[stage]()
-            run.timing[stage] = round(time.perf_counter() - t, 3)
-    run.results["timing"] = run.timing
-    if stages != ["data"]:
-        write_json(run.out / "results.json", run.results)
-        table = format_table(run.results)
-        if table:
-            print(table)
-    return run.results
+    tracker = Tracker.from_config(cfg, job_type(stages))
+    try:
+        run = Run(cfg, tracker)
+        results = run.run_stages(stages)
+        tracker.finish()
+    except BaseException:
+        tracker.finish(failed=True)
+        raise
+    return results
+
+
+def job_type(stages: list[str]) -> str:
+    """What a job does, for grouping W&B runs: `pipeline` when it runs every stage."""
+    return "pipeline" if set(stages) >= set(STAGES) else "-".join(s for s in STAGES if s in stages)

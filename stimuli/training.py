@@ -55,7 +55,7 @@ def make_trainer(
         "enable_model_summary": False,
         "enable_progress_bar": progress,
         "num_sanity_val_steps": 0,
-        "log_every_n_steps": 20,
+        "log_every_n_steps": 10,
         "max_epochs": max_epochs if max_epochs is not None else (-1 if max_steps > 0 else 1),
         "max_steps": max_steps,
         "callbacks": list(callbacks),
@@ -63,4 +63,7 @@ def make_trainer(
         "default_root_dir": str(root_dir) if root_dir else None,
     }
     kwargs.update(overrides or {})
+    if "spawn" in str(kwargs.get("strategy", "")):
+        # file-descriptor sharing fails on the empty storages of a fresh module (gloo, CPU)
+        torch.multiprocessing.set_sharing_strategy("file_system")
     return pl.Trainer(**kwargs)

@@ -17,6 +17,7 @@ from tests.conftest import REPO, compose_config
 TINY = [
     "+experiment=apnea_resp",
     "quiet=true",
+    "logger=none",
     "teacher.max_epochs=2",
     "teacher.patience=1",
     "identity.steps=10",

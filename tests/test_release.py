@@ -19,6 +19,7 @@ from stimuli import release
 from stimuli.data.stimuli_bundle import StimuliDataModule
 from stimuli.pipeline import Run, run_pipeline
 from stimuli.release import DATE_RE, BundleError, LeakError
+from stimuli.release import stage as release_stage_module
 from tests.conftest import compose_config
 from tests.test_pipeline import METRICS, TINY
 
@@ -126,6 +127,20 @@ def test_datacard_names_nothing_of_the_cohort(owner, owner_run):
     assert card["teacher"]["architecture"]["_target_"] == "stimuli.models.cnn.CNN"
     assert set(card["utility"]["teacher"]) == METRICS
     assert set(card["utility"]["students"]["logreg"]["stimuli"]) == METRICS
+    # the privacy audit's headline numbers on the release, without per-person values
+    audit = owner.results["privacy"]
+    privacy = card["privacy"]
+    assert (
+        privacy["attribution_classifier"]["entropy"]
+        == (audit["attribution_classifier"]["release"]["entropy"])
+    )
+    assert (
+        privacy["membership_auc"]["knn_raw"]["auc"]
+        == (audit["membership"]["release"]["knn_raw"]["auc"])
+    )
+    assert privacy["copy_distance"]["flagged"] == 0
+    assert privacy["meets_targets"] == audit["meets_targets"]["release"]
+    assert not [k for k in re.findall(r'"([^"]+)":', json.dumps(privacy)) if "count" in k]
     files = {p.name: p.read_bytes() for p in owner.bundle.iterdir()}
     assert release.check_leaks(files, forbidden) == []
 
@@ -187,14 +202,14 @@ def test_record_name_is_not_matched_inside_numbers(owner_run):
 
 
 def test_stage_fails_with_leak_error_and_writes_no_release(owner, tmp_path, monkeypatch):
-    real = release.make_datacard
+    real = release_stage_module.make_datacard
 
     def leaky(*args, **kwargs):
         card = real(*args, **kwargs)
         card["channels"][0] = "airflow of c02"
         return card
 
-    monkeypatch.setattr(release, "make_datacard", leaky)
+    monkeypatch.setattr(release_stage_module, "make_datacard", leaky)
     out = tmp_path / "out"
     cfg = compose_config([*OWNER, "stages=[release]"], out, owner.cache)
     with pytest.raises(LeakError, match="c02"):

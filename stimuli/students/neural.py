@@ -34,6 +34,8 @@ class NeuralStudent:
         seed: int = 0,
         fs: float | None = None,
         progress: bool = False,
+        trainer: dict[str, Any] | None = None,
+        mixup: float = 0.0,
     ) -> None:
         self.model_name = model
         self.model_kwargs = dict(model_kwargs or {})
@@ -44,13 +46,17 @@ class NeuralStudent:
         self.balanced = balanced
         self.seed = seed
         self.progress = progress
+        self.mixup = mixup
+        self.trainer = dict(trainer or {})  # Lightning Trainer overrides (accelerator, DDP)
         self.model_: torch.nn.Module | None = None
 
     @property
     def name(self) -> str:
         return self.model_name
 
-    def fit(self, x: np.ndarray, y: np.ndarray, soft: np.ndarray | None = None) -> NeuralStudent:
+    def fit(
+        self, x: np.ndarray, y: np.ndarray, soft: np.ndarray | None = None, logger: Any = False
+    ) -> NeuralStudent:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 3:
             raise ValueError(f"windows must be 3-D (N, n_chans, n_times), got shape {x.shape}")
@@ -71,10 +77,14 @@ class NeuralStudent:
             max_shift=self.max_shift,
             amp_jitter=self.amp_jitter,
             temperature=self.temperature,
+            mixup=self.mixup,
         )
         target = soft if soft is not None else y
         loader = array_loader(x, target, self.batch_size, shuffle=True, seed=self.seed)
-        make_trainer(max_steps=self.steps, progress=self.progress).fit(module, loader)
+        trainer = make_trainer(
+            max_steps=self.steps, progress=self.progress, logger=logger, overrides=self.trainer
+        )
+        trainer.fit(module, loader)
         self.model_.eval()
         return self
 

@@ -193,6 +193,7 @@ class StimulusGenerator(pl.LightningModule):
             self.centroids = None
 
         self.history: list[Tensor] = []  # total loss per step (detached)
+        self.term_history: dict[str, list[Tensor]] = {}  # each term and agreement, per step
         self.last_terms: dict[str, Tensor] = {}
 
     # --- frozen models stay frozen -------------------------------------------------------
@@ -275,8 +276,15 @@ class StimulusGenerator(pl.LightningModule):
         terms, logits = self.compute_terms(self.stimuli)
         total = sum((self.weights[k] * v for k, v in terms.items()), self.stimuli.new_zeros(()))
         agreement = (logits.argmax(dim=1) == self.targets.argmax(dim=1)).float().mean()
-        for k, v in terms.items():
-            self.log(f"synth/{k}", v.detach(), on_step=True, on_epoch=False, batch_size=self.n)
+        for k, v in terms.items():  # every term in the progress bar
+            self.log(
+                f"synth/{k}",
+                v.detach(),
+                on_step=True,
+                on_epoch=False,
+                prog_bar=True,
+                batch_size=self.n,
+            )
         self.log(
             "synth/total",
             total.detach(),
@@ -288,6 +296,8 @@ class StimulusGenerator(pl.LightningModule):
         self.log("synth/agreement", agreement, on_step=True, on_epoch=False, batch_size=self.n)
         self.last_terms = {k: v.detach() for k, v in terms.items()} | {"total": total.detach()}
         self.history.append(total.detach())
+        for k, v in (terms | {"total": total, "agreement": agreement}).items():
+            self.term_history.setdefault(k, []).append(v.detach())
         return total
 
     @torch.no_grad()

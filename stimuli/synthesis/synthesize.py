@@ -79,7 +79,8 @@ def synthesize(
     ``teacher_probs`` (eval mode, no augmentation), ``teacher_agreement`` (fraction with teacher
     argmax == label), ``seconds``, ``losses`` (final unweighted value of each term and the
     weighted ``total``, averaged over shards weighted by shard size), ``history`` (total loss per
-    step, per shard) and ``shard_indices``.
+    step, per shard), ``term_history`` (each term, the total and the teacher's agreement per step,
+    averaged over shards weighted by size) and ``shard_indices``.
     """
     cfg = SynthesisConfig.from_any(cfg)
     n = cfg.n if n is None else int(n)
@@ -110,6 +111,7 @@ def synthesize(
 
     start = time.perf_counter()
     xs, targets, probs, history = [], [], [], []
+    term_sums: dict[str, torch.Tensor] = {}
     loss_sums: dict[str, float] = {}
     with _preserved([teacher, identity_model, student]):
         for i in indices:
@@ -136,6 +138,9 @@ def synthesize(
             targets.append(gen.targets.detach().cpu())
             probs.append(gen.teacher_probs())
             history.append([float(v) for v in gen.history])
+            for k, values in gen.term_history.items():
+                term = torch.stack(values).double() * sizes[i]
+                term_sums[k] = term_sums[k] + term if k in term_sums else term
             for k, v in gen.last_terms.items():
                 loss_sums[k] = loss_sums.get(k, 0.0) + float(v) * sizes[i]
     total_n = sum(sizes[i] for i in indices)
@@ -151,5 +156,6 @@ def synthesize(
         "seconds": time.perf_counter() - start,
         "losses": {k: v / total_n for k, v in loss_sums.items()},
         "history": history,
+        "term_history": {k: (v / total_n).tolist() for k, v in term_sums.items()},
         "shard_indices": list(indices),
     }

@@ -1,0 +1,87 @@
+"""Table of the identity-inhibition ablation (`+experiment=privacy_sweep`), one row per job.
+
+    python -m experiments.privacy_sweep SWEEP_DIR
+
+Reads each job's results.json, writes `experiments/results/privacy_sweep.json` and prints two
+Markdown tables: utility per inhibition weight, and the privacy numbers per weight.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import yaml
+
+from stimuli.io import read_json, write_json
+from stimuli.paths import REPO_ROOT
+
+OUT = REPO_ROOT / "experiments" / "results" / "privacy_sweep.json"
+
+
+def job_rows(sweep: Path) -> list[dict]:
+    rows = []
+    for job in sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()):
+        if not (job / "results.json").is_file():
+            continue
+        results = read_json(job / "results.json")
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        weight = next(float(o.split("=", 1)[1]) for o in overrides if "identity_uniform=" in o)
+        rows.append({"weight": weight, "overrides": overrides, **results})
+    return sorted(rows, key=lambda r: r["weight"])
+
+
+def utility_table(rows: list[dict]) -> str:
+    lines = [
+        "| inhibition weight | teacher agreement | cnn real | cnn distilled | gap (acc / kappa) "
+        "| logreg real | logreg distilled |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        s = r["students"]
+        cnn, lr = s["cnn"], s["logreg"]
+        lines.append(
+            f"| {r['weight']:g} | {r['stimuli']['teacher_agreement']:.3f} "
+            f"| {cnn['real']['acc']:.3f} / {cnn['real']['kappa']:.3f} "
+            f"| {cnn['stimuli_kd']['acc']:.3f} / {cnn['stimuli_kd']['kappa']:.3f} "
+            f"| {cnn['gap_kd']['acc']:.3f} / {cnn['gap_kd']['kappa']:.3f} "
+            f"| {lr['real']['acc']:.3f} / {lr['real']['kappa']:.3f} "
+            f"| {lr['stimuli_kd']['acc']:.3f} / {lr['stimuli_kd']['kappa']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def privacy_table(rows: list[dict]) -> str:
+    lines = [
+        "| weight | classifier top-1 ratio / entropy | NN raw | NN embedding "
+        "| membership AUC (knn_embedding) [CI] | copy share / flagged | auditor conf. |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p = r["privacy"]
+        ac = p["attribution_classifier"]["release"]
+        nn = p["attribution_neighbour"]
+        mi = p["membership"]["release"]["knn_embedding"]
+        cd = p["copy_distance"]["release"]
+        lines.append(
+            f"| {r['weight']:g} | {ac['top1_ratio']:.2f} / {ac['entropy']:.3f} "
+            f"| {nn['raw']['release']['top1_ratio']:.2f} / {nn['raw']['release']['entropy']:.3f} "
+            f"| {nn['embedding']['release']['top1_ratio']:.2f} / "
+            f"{nn['embedding']['release']['entropy']:.3f} "
+            f"| {mi['auc']:.3f} [{mi['ci_low']:.2f}, {mi['ci_high']:.2f}] "
+            f"| {cd['share_closer_to_training']:.3f} / {cd['flagged']} "
+            f"| {ac['confidence']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(args: list[str]) -> None:
+    rows = job_rows(Path(args[0]))
+    if not rows:
+        raise SystemExit(f"{args[0]}: no finished jobs (no */results.json)")
+    write_json(OUT, rows)
+    print(utility_table(rows), privacy_table(rows), sep="\n\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,45 @@
+"""The auditor's own person-ID network, trained like the identity model but with another
+architecture and seed, so identity inhibition during synthesis cannot simply fool its judge."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from stimuli.classifier import Classifier, predict_proba
+from stimuli.teacher import build_network
+from stimuli.training import array_loader, balanced_class_weights, make_trainer
+
+
+def train_person_model(
+    x: np.ndarray,
+    person: np.ndarray,
+    n_persons: int,
+    cfg: Mapping[str, Any],
+    seed: int,
+    progress: bool = False,
+) -> torch.nn.Module:
+    """A person-ID network (`cfg`: the `privacy.auditor` node) fitted on windows `x`, labels
+    0…n_persons-1; in eval mode."""
+    pl.seed_everything(seed, workers=True)
+    model = build_network(cfg["model"], x.shape[1], n_persons, x.shape[2])
+    weights = balanced_class_weights(person, n_persons) if cfg.get("balanced", True) else None
+    module = Classifier(
+        model,
+        lr=float(cfg["lr"]),
+        weight_decay=float(cfg["weight_decay"]),
+        class_weights=weights,
+        max_shift=int(cfg.get("max_shift", 0)),
+        binary=False,
+    )
+    loader = array_loader(x, person, int(cfg["batch_size"]), shuffle=True, seed=seed)
+    make_trainer(max_steps=int(cfg["steps"]), progress=progress).fit(module, loader)
+    return module.model.eval()
+
+
+def posteriors(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    return predict_proba(model, torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()

@@ -1,0 +1,235 @@
+"""`datacard.json`: built from whitelisted fields only, so nothing of the cohort can enter it."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from stimuli.release.layout import FORMAT, NPZ
+from stimuli.release.patterns import DATE_RE
+
+log = logging.getLogger(__name__)
+
+SYNTHESIS_KEYS = (
+    "n",
+    "shard_size",
+    "steps",
+    "lr",
+    "betas",
+    "schedule",
+    "targets",
+    "max_shift",
+    "shift_mode",
+    "amp_jitter",
+    "clip",
+    "weights",
+    "hidden_top_frac",
+    "centroid_space",
+    "centroid_margin",
+    "centroid_temperature",
+)
+SYNTHESIS_WEIGHT_KEYS = (
+    "class",
+    "hidden",
+    "bn",
+    "tv",
+    "l2",
+    "identity_uniform",
+    "identity_centroid",
+    "diversity",
+    "competition",
+)
+# Union of the hyperparameters of conf/model/*.yaml (cnn, resnet1d, lstm, gru, mlp, transformer).
+MODEL_KEYS = (
+    "_target_",
+    "_partial_",
+    "channels",
+    "kernel_size",
+    "pool_size",
+    "dropout",
+    "blocks_per_stage",
+    "conv_channels",
+    "max_steps",
+    "hidden_size",
+    "num_layers",
+    "pooling",
+    "hidden",
+    "d_model",
+    "nhead",
+    "dim_feedforward",
+    "max_tokens",
+)
+STIMULI_META_KEYS = ("n", "steps", "teacher_agreement")
+METRIC_KEYS = ("acc", "kappa", "auroc", "f1")
+_SAFE_STR = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
+
+
+def _safe_value(value: Any) -> Any:
+    """A number, bool, null, short plain string or list of them; anything else raises."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        if not math.isfinite(float(value)):
+            raise ValueError("non-finite number")
+        return float(value)
+    if isinstance(value, str):
+        if _SAFE_STR.fullmatch(value) and not DATE_RE.search(value):
+            return value
+        raise ValueError(f"string {value!r} is not a plain identifier")
+    if isinstance(value, (list, tuple)):
+        return [_safe_value(v) for v in value]
+    raise ValueError(f"{type(value).__name__} is not allowed")
+
+
+def whitelisted(cfg: Mapping[str, Any] | None, keys: Sequence[str], where: str) -> dict:
+    """The entries of `cfg` named in `keys` whose values are plain; the rest is left out."""
+    out: dict[str, Any] = {}
+    for key in keys:
+        if not cfg or key not in cfg:
+            continue
+        try:
+            out[key] = _safe_value(cfg[key])
+        except ValueError as err:
+            log.warning("datacard: %s.%s left out (%s)", where, key, err)
+    return out
+
+
+def plain_config(cfg: Any) -> Any:
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(cfg, DictConfig):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return cfg
+
+
+def utility_summary(results: Mapping[str, Any]) -> dict | None:
+    """Teacher and student scores on the owner's test persons (metrics only), when measured."""
+    out: dict[str, Any] = {}
+    teacher = (results.get("teacher") or {}).get("test")
+    if isinstance(teacher, Mapping):
+        out["teacher"] = whitelisted(teacher, METRIC_KEYS, "teacher")
+    students = {}
+    for name, block in (results.get("students") or {}).items():
+        if not (isinstance(name, str) and _SAFE_STR.fullmatch(name)):
+            continue
+        variants = {}
+        for variant, metrics in (block or {}).items():
+            if (
+                isinstance(variant, str)
+                and _SAFE_STR.fullmatch(variant)
+                and isinstance(metrics, Mapping)
+            ):
+                variants[variant] = whitelisted(metrics, METRIC_KEYS, f"{name}.{variant}")
+        students[name] = variants
+    if students:
+        out["students"] = students
+    if not out:
+        return None
+    out["scored_on"] = "windows of the data owner's held-out test persons"
+    return out
+
+
+ATTRIBUTION_KEYS = ("top1_share", "top1_ratio", "entropy", "kl_to_training")
+
+
+def privacy_summary(results: Mapping[str, Any]) -> dict | None:
+    """The audit's headline numbers on the release (no per-person values), when it ran."""
+    audit = results.get("privacy")
+    if not isinstance(audit, Mapping):
+        return None
+    out: dict[str, Any] = {}
+    classifier = (audit.get("attribution_classifier") or {}).get("release")
+    if isinstance(classifier, Mapping):
+        out["attribution_classifier"] = whitelisted(classifier, ATTRIBUTION_KEYS, "privacy")
+    for view, block in (audit.get("attribution_neighbour") or {}).items():
+        if _SAFE_STR.fullmatch(str(view)) and isinstance(block, Mapping):
+            release = block.get("release") or {}
+            out[f"attribution_neighbour_{view}"] = whitelisted(release, ATTRIBUTION_KEYS, "privacy")
+    membership = (audit.get("membership") or {}).get("release") or {}
+    aucs = {}
+    for name, block in membership.items():
+        key = str(name).replace("/", ".")
+        if _SAFE_STR.fullmatch(key) and isinstance(block, Mapping):
+            aucs[key] = whitelisted(block, ("auc", "ci_low", "ci_high"), "privacy")
+    if aucs:
+        out["membership_auc"] = aucs
+    copies = (audit.get("copy_distance") or {}).get("release")
+    if isinstance(copies, Mapping):
+        out["copy_distance"] = whitelisted(
+            copies, ("share_closer_to_training", "flagged"), "privacy"
+        )
+    targets = audit.get("meets_targets") or {}
+    if isinstance(targets.get("release"), Mapping):
+        out["meets_targets"] = whitelisted(targets["release"], list(targets["release"]), "privacy")
+        out["controls_have_power"] = bool(targets.get("controls_have_power"))
+    if not out:
+        return None
+    out["audited_on"] = "the data owner's training persons (members) and held-out persons"
+    return out
+
+
+def make_datacard(
+    arrays: Mapping[str, np.ndarray],
+    *,
+    channels: Sequence[str],
+    fs: float,
+    label_names: Sequence[str],
+    normalize: str,
+    synthesis: Mapping[str, Any] | None,
+    model: Mapping[str, Any] | None,
+    stimuli_meta: Mapping[str, Any] | None = None,
+    results: Mapping[str, Any] | None = None,
+) -> dict:
+    """The datacard, built from whitelisted fields only."""
+    x, labels = arrays["x"], arrays["labels"]
+    n, n_chans, n_times = (int(s) for s in x.shape)
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(label_names))
+    synthesis = plain_config(synthesis) or {}
+    synth = whitelisted(synthesis, [k for k in SYNTHESIS_KEYS if k != "weights"], "synthesis")
+    if isinstance(synthesis.get("weights"), Mapping):
+        synth["weights"] = whitelisted(synthesis["weights"], SYNTHESIS_WEIGHT_KEYS, "weights")
+    card: dict[str, Any] = {
+        "format": FORMAT,
+        "files": {
+            NPZ: {
+                k: {"dtype": str(a.dtype), "shape": [int(s) for s in a.shape]}
+                for k, a in arrays.items()
+            }
+        },
+        "n": n,
+        "channels": [_safe_value(str(c)) for c in channels],
+        "fs": float(fs),
+        "window": {"seconds": n_times / float(fs), "samples": n_times},
+        "normalize": _safe_value(normalize),
+        "labels": {
+            "names": [_safe_value(str(s)) for s in label_names],
+            "counts": {str(s): int(c) for s, c in zip(label_names, counts, strict=False)},
+        },
+        "soft_labels": "soft" in arrays,
+        "synthesis": synth,
+        "teacher": {
+            "architecture": whitelisted(plain_config(model), MODEL_KEYS, "model"),
+            "n_chans": n_chans,
+            "n_times": n_times,
+            "n_outputs": len(label_names),
+        },
+    }
+    if stimuli_meta:
+        card["stimuli"] = whitelisted(stimuli_meta, STIMULI_META_KEYS, "stimuli")
+    utility = utility_summary(results or {})
+    if utility:
+        card["utility"] = utility
+    privacy = privacy_summary(results or {})
+    if privacy:
+        card["privacy"] = privacy
+    return card
