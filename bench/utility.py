@@ -4,8 +4,9 @@
 
 Runs the real pipeline (`stimuli.run` with `+experiment=apnea_cnn` and the default config, or the
 overrides given) in a fresh cache so every stage is computed, then writes the teacher's test
-metrics, each student's real / stimuli / distilled numbers and gaps, the stimulus count and the
-seconds per stage to `bench/results/utility.json`, and prints the table.
+metrics, each student's real / stimuli / distilled numbers and gaps, the stimulus count, the
+privacy audit's summary and the seconds per stage to `bench/results/utility.json`, and prints
+the table.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main(overrides: list[str]) -> None:
         "identity_model": results["identity_model"],
         "stimuli": results["stimuli"],
         "students": results["students"],
+        "privacy": results.get("privacy"),
     }
     write_json(REPO_ROOT / "bench" / "results" / "utility.json", summary)
     print(format_table(results))

@@ -1,9 +1,10 @@
 """Table of the identity-inhibition ablation (`+experiment=privacy_sweep`), one row per job.
 
-    python -m experiments.privacy_sweep SWEEP_DIR
+    python -m experiments.privacy_sweep SWEEP_DIR [MORE_DIRS ...]
 
-Reads each job's results.json, writes `experiments/results/privacy_sweep.json` and prints two
-Markdown tables: utility per inhibition weight, and the privacy numbers per weight.
+Reads the results.json of each job folder under the given folders, writes
+`experiments/results/privacy_sweep.json` and prints two Markdown tables: utility per inhibition
+weight (and any other override of a job), and the privacy numbers per weight.
 """
 
 from __future__ import annotations
@@ -19,16 +20,22 @@ from stimuli.paths import REPO_ROOT
 OUT = REPO_ROOT / "experiments" / "results" / "privacy_sweep.json"
 
 
-def job_rows(sweep: Path) -> list[dict]:
+def job_rows(sweeps: list[Path]) -> list[dict]:
+    jobs = [p for sweep in sweeps for p in sorted(sweep.iterdir()) if p.is_dir()]
     rows = []
-    for job in sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()):
+    for job in jobs:
         if not (job / "results.json").is_file():
             continue
         results = read_json(job / "results.json")
         overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
-        weight = next(float(o.split("=", 1)[1]) for o in overrides if "identity_uniform=" in o)
-        rows.append({"weight": weight, "overrides": overrides, **results})
-    return sorted(rows, key=lambda r: r["weight"])
+        weight = next(
+            (float(o.split("=", 1)[1]) for o in overrides if "identity_uniform=" in o), 1.0
+        )
+        skip = ("identity_uniform=", "launcher", "+experiment=", "quiet=", "threads=")
+        extra = [o for o in overrides if not any(k in o for k in skip)]
+        label = f"{weight:g}" + (f" + `{' '.join(extra)}`" if extra else "")
+        rows.append({"weight": weight, "label": label, "overrides": overrides, **results})
+    return sorted(rows, key=lambda r: (len(r["label"]), r["weight"]))
 
 
 def utility_table(rows: list[dict]) -> str:
@@ -41,7 +48,7 @@ def utility_table(rows: list[dict]) -> str:
         s = r["students"]
         cnn, lr = s["cnn"], s["logreg"]
         lines.append(
-            f"| {r['weight']:g} | {r['stimuli']['teacher_agreement']:.3f} "
+            f"| {r['label']} | {r['stimuli']['teacher_agreement']:.3f} "
             f"| {cnn['real']['acc']:.3f} / {cnn['real']['kappa']:.3f} "
             f"| {cnn['stimuli_kd']['acc']:.3f} / {cnn['stimuli_kd']['kappa']:.3f} "
             f"| {cnn['gap_kd']['acc']:.3f} / {cnn['gap_kd']['kappa']:.3f} "
@@ -64,7 +71,7 @@ def privacy_table(rows: list[dict]) -> str:
         mi = p["membership"]["release"]["knn_embedding"]
         cd = p["copy_distance"]["release"]
         lines.append(
-            f"| {r['weight']:g} | {ac['top1_ratio']:.2f} / {ac['entropy']:.3f} "
+            f"| {r['label']} | {ac['top1_ratio']:.2f} / {ac['entropy']:.3f} "
             f"| {nn['raw']['release']['top1_ratio']:.2f} / {nn['raw']['release']['entropy']:.3f} "
             f"| {nn['embedding']['release']['top1_ratio']:.2f} / "
             f"{nn['embedding']['release']['entropy']:.3f} "
@@ -76,9 +83,9 @@ def privacy_table(rows: list[dict]) -> str:
 
 
 def main(args: list[str]) -> None:
-    rows = job_rows(Path(args[0]))
+    rows = job_rows([Path(a) for a in args])
     if not rows:
-        raise SystemExit(f"{args[0]}: no finished jobs (no */results.json)")
+        raise SystemExit(f"{args}: no finished jobs (no */results.json)")
     write_json(OUT, rows)
     print(utility_table(rows), privacy_table(rows), sep="\n\n")
 

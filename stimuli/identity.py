@@ -11,6 +11,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from torch import Tensor, nn
 
 from stimuli.classifier import Classifier, embed, predict_proba
 from stimuli.data.cohort import CohortDataModule
@@ -32,6 +33,43 @@ def identity_arrays(dm: CohortDataModule, holdout: float) -> dict[str, np.ndarra
         cut = np.quantile(segment[idx], 1 - holdout)
         late[idx] = segment[idx] > cut
     return {"x": x, "y": label, "fit": ~late, "held": late, "n_persons": len(mapping)}
+
+
+class IdentityEnsemble(nn.Module):
+    """Several person-ID networks judged together by identity inhibition.
+
+    `forward` stacks the members' logits along the batch, so a loss averaged over rows is the
+    mean of the members' losses: each member must be unsure, not only their average (meant to
+    carry inhibition over to other judges; measured in experiments/README.md). `embed` is the
+    first member's.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([m(x) for m in self.members])
+
+    def embed(self, x: Tensor) -> Tensor:
+        return self.members[0].embed(x)
+
+
+def train_identity_ensemble(
+    dm: CohortDataModule, cfg: DictConfig, seed: int, progress: bool = False, logger=False
+) -> tuple[list[torch.nn.Module], dict]:
+    """`cfg.model` and each of `cfg.ensemble` (more model configs, default none), each with its
+    own seed; the report is the first model's, with every member's accuracy."""
+    configs = [cfg.model, *(cfg.get("ensemble") or [])]
+    members, reports = [], []
+    for i, model_cfg in enumerate(configs):
+        model, report = train_identity(dm, model_cfg, cfg, seed + 10 * i, progress, logger)
+        members.append(model)
+        reports.append(report)
+    report = dict(reports[0])
+    if len(members) > 1:
+        report["member_acc"] = [r["acc"] for r in reports]
+    return members, report
 
 
 def train_identity(

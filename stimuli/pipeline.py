@@ -16,20 +16,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from stimuli.classifier import predict_proba
 from stimuli.data.cohort import CohortDataModule
-from stimuli.identity import person_centroids, train_identity
+from stimuli.identity import IdentityEnsemble, person_centroids, train_identity_ensemble
 from stimuli.io import write_json
 from stimuli.metrics import score
 from stimuli.privacy import audit_privacy
 from stimuli.release import release_stage
-from stimuli.report import ReportInputs, inputs_from_run, report_figures, write_report
+from stimuli.report import inputs_from_run, report_figures, write_report
 from stimuli.stages import cached_stage, stage_keys
 from stimuli.synthesis import synthesize
 from stimuli.synthesis.synthesize import shard_sizes
 from stimuli.teacher import build_network, train_teacher
-from stimuli.tracking import Tracker, flatten
+from stimuli.tracking import Tracker
 
 log = logging.getLogger(__name__)
-METRIC_NAMES = ("acc", "kappa", "auroc", "f1")
 STAGES = ("data", "teacher", "synthesize", "students", "evaluate", "privacy", "release")
 
 
@@ -213,40 +212,13 @@ class Run:
             inputs = inputs_from_run(self)
             if self.cfg.get("report", True):
                 log.info("report: %s", write_report(self.out, self.results, inputs))
-            self.track_results(inputs)
+            if self.tracker.active:
+                self.tracker.log_figures(report_figures(inputs, self.results))
+                self.tracker.log_run(self.results, self.loss_history)
             table = format_table(self.results)
             if table:
                 print(table)
         return self.results
-
-    def track_results(self, inputs: ReportInputs) -> None:
-        """The finished run's numbers, curves, figures and tables in the tracker (W&B)."""
-        tracker = self.tracker
-        if not tracker.active:
-            return
-        tracker.log_figures(report_figures(inputs, self.results))
-        tracker.summary(flatten({k: v for k, v in self.results.items() if k != "cache"}))
-        if self.loss_history:
-            tracker.log_curves("synthesis", self.loss_history)
-        rows = [
-            [name, variant, *(block[variant].get(m) for m in METRIC_NAMES)]
-            for name, block in (self.results.get("students") or {}).items()
-            for variant in block
-            if not variant.startswith("gap") and "error" not in block[variant]
-        ]
-        tracker.log_table(
-            "utility",
-            ["label", "student", "variant", *METRIC_NAMES],
-            [[f"{r[0]}/{r[1]}", *r] for r in rows],
-            bars=[("label", "acc"), ("label", "kappa")],
-        )
-        splits = (self.results.get("data") or {}).get("splits") or {}
-        columns = ["persons", "windows", "apnea_fraction"]
-        tracker.log_table(
-            "data_splits",
-            ["split", *columns],
-            [[split, *(block.get(c) for c in columns)] for split, block in splits.items()],
-        )
 
     # --- cached products --------------------------------------------------------------------
     def teacher_model(self) -> torch.nn.Module:
@@ -277,28 +249,36 @@ class Run:
         return self._teacher
 
     def identity_model(self) -> torch.nn.Module:
+        """The person-ID model of identity inhibition (an `IdentityEnsemble` when
+        `identity.ensemble` lists more models)."""
         if self._identity is None:
             dm = self.dm
 
             def write(folder: Path) -> dict:
-                model, report = train_identity(
+                members, report = train_identity_ensemble(
                     dm,
-                    self.cfg.identity.model,
                     self.cfg.identity,
                     int(self.cfg.seed) + 1,
                     progress=self.progress,
                     logger=self.tracker.trainer_logger("identity"),
                 )
-                torch.save(model.state_dict(), folder / "model.pt")
+                for i, model in enumerate(members):
+                    torch.save(
+                        model.state_dict(), folder / ("model.pt" if i == 0 else f"member{i}.pt")
+                    )
                 return report
 
             path, report, built = cached_stage(
                 self.cache_dir, "identity", self.keys["identity"], write
             )
-            n_persons = report["n_persons"]
-            model = build_network(self.cfg.identity.model, dm.n_chans, n_persons, dm.n_times)
-            model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
-            self._identity = model.eval()
+            configs = [self.cfg.identity.model, *(self.cfg.identity.get("ensemble") or [])]
+            members = []
+            for i, model_cfg in enumerate(configs):
+                model = build_network(model_cfg, dm.n_chans, report["n_persons"], dm.n_times)
+                name = "model.pt" if i == 0 else f"member{i}.pt"
+                model.load_state_dict(torch.load(path / name, weights_only=True))
+                members.append(model.eval())
+            self._identity = members[0] if len(members) == 1 else IdentityEnsemble(members).eval()
             self.results["identity_model"] = report
             self.results.setdefault("cache", {})["identity"] = "trained" if built else "cached"
         return self._identity

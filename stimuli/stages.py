@@ -39,7 +39,10 @@ def data_identity(cfg: DictConfig) -> dict:
 def stage_keys(cfg: DictConfig) -> dict[str, str]:
     data = data_identity(cfg)
     teacher = config_hash("teacher", data, cfg.model, cfg.teacher, cfg.trainer, cfg.seed)
-    identity = config_hash("identity", data, cfg.identity, cfg.seed)
+    identity_cfg = OmegaConf.to_container(cfg.identity, resolve=True)
+    if not identity_cfg.get("ensemble"):  # no ensemble: the single model, keyed as before
+        identity_cfg.pop("ensemble", None)
+    identity = config_hash("identity", data, identity_cfg, cfg.seed)
     synthesis = OmegaConf.to_container(cfg.synthesis, resolve=True)
     synthesis.pop("progress_bar", None)
     stimuli = config_hash("stimuli", teacher, identity, synthesis)

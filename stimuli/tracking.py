@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+METRICS = ("acc", "kappa", "auroc", "f1")
 
 
 def sweep_group(cfg: DictConfig) -> tuple[str | None, str]:
@@ -128,6 +129,40 @@ class Tracker:
     def summary(self, values: Mapping[str, Any]) -> None:
         if self.run is not None:
             self.run.summary.update(dict(values))
+
+    def log_run(self, results: Mapping[str, Any], loss_history: Mapping | None = None) -> None:
+        """A finished run: `results.json` as the summary, synthesis curves, and the utility,
+        privacy and data-split tables (the figures come from `stimuli.report`)."""
+        if self.run is None:
+            return
+        self.summary(flatten({k: v for k, v in results.items() if k != "cache"}))
+        if loss_history:
+            self.log_curves("synthesis", loss_history)
+        rows = [
+            [f"{name}/{variant}", name, variant, *(block[variant].get(m) for m in METRICS)]
+            for name, block in (results.get("students") or {}).items()
+            for variant in block
+            if not variant.startswith("gap") and "error" not in block[variant]
+        ]
+        self.log_table(
+            "utility",
+            ["label", "student", "variant", *METRICS],
+            rows,
+            bars=[("label", "acc"), ("label", "kappa")],
+        )
+        privacy = flatten(results.get("privacy") or {})
+        self.log_table(
+            "privacy",
+            ["measure", "value"],
+            [[k, float(v)] for k, v in privacy.items() if isinstance(v, int | float)],
+        )
+        splits = (results.get("data") or {}).get("splits") or {}
+        columns = ["persons", "windows", "apnea_fraction"]
+        self.log_table(
+            "data_splits",
+            ["split", *columns],
+            [[split, *(block.get(c) for c in columns)] for split, block in splits.items()],
+        )
 
     def finish(self, failed: bool = False) -> None:
         if self.run is not None:

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from stimuli import pipeline
 from stimuli.evaluate import evaluate_run
+from stimuli.identity import IdentityEnsemble
 from stimuli.pipeline import run_pipeline
 from tests.conftest import REPO, compose_config
 
@@ -60,7 +62,26 @@ def test_results_json_has_every_block(finished):
         )
         assert "stimuli_kd" in block and "gap_kd" in block
     assert set(on_disk["timing"]) == set(pipeline.STAGES)
-    for name in ("teacher.pt", "stimuli.npz", "data_summary.json", "config_resolved.yaml"):
+    # the privacy audit: a summary here, the details beside it
+    privacy = on_disk["privacy"]
+    assert (
+        privacy["n_stimuli"] == 32 and 0 <= privacy["membership"]["release"]["knn_raw"]["auc"] <= 1
+    )
+    assert set(privacy["meets_targets"]) == {"release", "controls", "controls_have_power", "all"}
+    students_attacked = {
+        k for k in privacy["membership"]["release"] if k.startswith("student_loss")
+    }
+    assert "student_loss/cnn/stimuli_kd" in students_attacked  # students trained on the release
+    details = json.loads((out / "privacy.json").read_text())
+    assert details["summary"] == privacy and "membership" in details["details"]
+    names = (
+        "teacher.pt",
+        "stimuli.npz",
+        "data_summary.json",
+        "config_resolved.yaml",
+        "report.html",
+    )
+    for name in names:
         assert (out / name).is_file()
     assert len(list((out / "students").glob("*.joblib"))) == 4 * 3
 
@@ -81,7 +102,7 @@ def test_second_job_reuses_teacher_identity_and_stimuli(finished, tmp_path, monk
         raise AssertionError("the teacher was trained again although it is cached")
 
     monkeypatch.setattr(pipeline, "train_teacher", no_training)
-    monkeypatch.setattr(pipeline, "train_identity", no_training)
+    monkeypatch.setattr(pipeline, "train_identity_ensemble", no_training)
     monkeypatch.setattr(pipeline, "synthesize", no_training)
     second = tiny_run(tmp_path / "out", cache, "student=logreg")
     assert second["cache"] == {"teacher": "cached", "identity": "cached", "stimuli": "cached"}
@@ -121,3 +142,21 @@ def test_multirun_over_students_trains_the_teacher_once(tmp_path):
     assert jobs[0]["cache"]["teacher"] == "trained"
     assert jobs[1]["cache"] == {"teacher": "cached", "identity": "cached", "stimuli": "cached"}
     assert set(jobs[0]["students"]) == {"logreg"} and set(jobs[1]["students"]) == {"knn"}
+
+
+def test_identity_ensemble_judges_the_stimuli_together(tmp_path):
+    ensemble = "identity.ensemble=[{_target_:stimuli.models.mlp.MLP,_partial_:true}]"
+    cfg = compose_config([*TINY, ensemble, "stages=[teacher,synthesize]"], tmp_path, tmp_path)
+    results = run_pipeline(cfg)
+    accs = results["identity_model"]["member_acc"]
+    assert len(accs) == 2 and accs[0] == results["identity_model"]["acc"]
+    run = pipeline.Run(cfg)
+    run.data()
+    ensemble_model = run.identity_model()  # from the cache: both members
+    assert isinstance(ensemble_model, IdentityEnsemble) and len(ensemble_model.members) == 2
+    x = torch.from_numpy(run.dm.datasets["train"].arrays()[0][:5])
+    logits = ensemble_model(x)
+    n_persons = results["identity_model"]["n_persons"]
+    assert logits.shape == (10, n_persons)  # both members' logits, stacked along the batch
+    assert torch.equal(logits[5:], ensemble_model.members[1](x))
+    assert results["stimuli"]["losses"]["identity_uniform"] >= 0

@@ -32,7 +32,13 @@ from stimuli.report.__main__ import main as cli
 from tests.conftest import REPO, compose_config
 from tests.test_pipeline import TINY
 
-OWNER = [*TINY, "student=logreg", "threads=1"]
+# no privacy stage: these tests give the report a privacy block of their own, or none
+OWNER = [
+    *TINY,
+    "student=logreg",
+    "threads=1",
+    "stages=[data,teacher,synthesize,students,evaluate,release]",
+]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -144,6 +150,8 @@ def full(tiny, tmp_path_factory) -> SimpleNamespace:
     for path in sorted((tiny.out / "students").glob("*.joblib")):
         name, variant = path.stem.split("-", 1)
         run.students.setdefault(name, {})[variant] = joblib.load(path)
+    run.stimuli()  # from the cache
+    run.evaluate()  # keeps the test predictions
     inputs = inputs_from_run(run)
     inputs.synthesis_losses = {"class": [1.0, 0.5, 0.2], "bn": [9.0, 6.0, 4.0], "tv": [1, 1, 1]}
     inputs.training_curves = {"teacher/val_kappa": [(0, 0.4), (1, 0.7), (2, 0.8)]}

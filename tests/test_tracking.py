@@ -70,7 +70,8 @@ def test_summary_holds_the_results(tracked):
 def test_figures_and_tables_are_saved_with_the_run(tracked):
     files = tracked.wandb["files"]
     images = [f for f in files if f.startswith("media/images/figures/")]
-    for name in ("utility", "confusion", "stimuli_examples", "stimuli_mean_sd", "stimuli_spectra"):
+    figures = ("utility", "confusion", "stimuli_examples", "stimuli_mean_sd", "stimuli_spectra")
+    for name in (*figures, "attribution"):
         (path,) = [f for f in images if Path(f).name.startswith(f"{name}_")]
         assert (tracked.run_dir / "files" / path).read_bytes()[:8] == PNG
     (utility,) = [f for f in files if Path(f).name.startswith("utility_") and "table" in f]
@@ -81,12 +82,23 @@ def test_figures_and_tables_are_saved_with_the_run(tracked):
     }
     acc = table["columns"].index("acc")
     assert rows[("cnn", "real")][acc] == tracked.results["students"]["cnn"]["real"]["acc"]
+    (privacy,) = [f for f in files if Path(f).name.startswith("privacy_") and "table" in f]
+    measures = dict(json.loads((tracked.run_dir / "files" / privacy).read_text())["data"])
+    audit = tracked.results["privacy"]
+    assert measures["linkage/applicable"] == 0.0  # closed-resp: one night per person
+    assert measures["membership/controls/leaky_knn_raw_min/auc"] == pytest.approx(
+        audit["membership"]["controls"]["leaky_knn_raw_min"]["auc"]
+    )
 
 
 def test_run_writes_its_html_report(tracked):
     html = (tracked.out / "report.html").read_text()
     assert "<table" in html and "data:image/png;base64," in html
     assert f"{tracked.results['teacher']['test']['acc']:.4g}" in html
+    # the privacy audit's numbers and its attribution histogram
+    entropy = tracked.results["privacy"]["attribution_classifier"]["release"]["entropy"]
+    assert f"{entropy:.4g}" in html
+    assert "stimuli attributed to each training person" in html
 
 
 def test_csv_logger_writes_one_file_per_trainer(tmp_path):
@@ -99,7 +111,7 @@ def test_csv_logger_writes_one_file_per_trainer(tmp_path):
 
 
 def test_job_type_names_the_stages():
-    assert job_type(["data", "teacher", "synthesize", "students", "evaluate", "release"]) == (
-        "pipeline"
-    )
+    every = ["data", "teacher", "synthesize", "students", "evaluate", "privacy", "release"]
+    assert job_type(every) == "pipeline"
+    assert job_type(every[:-1]) == "data-teacher-synthesize-students-evaluate-privacy"
     assert job_type(["synthesize", "teacher"]) == "teacher-synthesize"

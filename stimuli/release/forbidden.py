@@ -57,18 +57,15 @@ class ForbiddenInfo:
         if self._copy is None:
             from sklearn.neighbors import NearestNeighbors
 
+            from stimuli.privacy.neighbours import flat, nearest_other
+
             train = self.train_windows if self.train_windows is not None else self.windows
-            train = np.asarray(train, dtype=np.float32).reshape(len(train), -1)
             rng = np.random.default_rng(self.seed)
             sample = rng.choice(len(train), min(len(train), self.copy_sample), replace=False)
-            nn_train = NearestNeighbors(n_neighbors=2, algorithm="brute").fit(train)
-            dist, idx = nn_train.kneighbors(train[sample], n_neighbors=min(2, len(train)))
-            # the nearest other window (a query's first hit is itself, unless it has a duplicate)
-            own = idx[:, 0] == sample
-            nearest = np.where(own, dist[:, -1], dist[:, 0]) if dist.shape[1] > 1 else dist[:, 0]
+            nearest = nearest_other(train, sample)
             threshold = float(np.percentile(nearest, self.copy_percentile))
             tol = 1e-4 * float(np.median(nearest)) if len(nearest) else 0.0
-            real = np.asarray(self.windows, dtype=np.float32).reshape(len(self.windows), -1)
+            real = flat(self.windows)
             nn_all = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(real)
             self._copy = (nn_all, threshold, tol)
             self.copy_stats.update(
