@@ -90,8 +90,9 @@ class Run:
 
     def synthesize(self) -> None:
         if self.cfg.get("synthesis_shards") is not None:  # one job's part of a sharded synthesis
-            done = [self.stimulus_shard(i)[1]["n"] for i in self.shard_indices()]
-            self.results["stimuli"] = {"shards": self.shard_indices(), "n": sum(done)}
+            indices = self.shard_indices()
+            done = [self.stimulus_shard(i)[1]["n"] for i in indices]
+            self.results["stimuli"] = {"shards": indices, "n": sum(done)}
             return
         stim = self.stimuli()
         np.savez(self.out / "stimuli.npz", **{k: stim[k] for k in ("x", "labels", "teacher_probs")})
@@ -297,9 +298,13 @@ class Run:
             self.results.setdefault("cache", {})["stimuli"] = "synthesized" if built else "cached"
         return self._stimuli
 
+    @property
+    def n_shards(self) -> int:
+        return len(shard_sizes(int(self.cfg.synthesis.n), int(self.cfg.synthesis.shard_size)))
+
     def shard_indices(self) -> list[int]:
         """The shards this job synthesizes: `synthesis_shards=[first, stop]`, else all."""
-        n_shards = len(shard_sizes(int(self.cfg.synthesis.n), int(self.cfg.synthesis.shard_size)))
+        n_shards = self.n_shards
         chosen = self.cfg.get("synthesis_shards")
         if chosen is None:
             return list(range(n_shards))
@@ -349,7 +354,7 @@ class Run:
         return path, meta
 
     def _merge_shards(self, folder: Path) -> dict:
-        n_shards = len(shard_sizes(int(self.cfg.synthesis.n), int(self.cfg.synthesis.shard_size)))
+        n_shards = self.n_shards
         parts, metas = [], []
         for i in range(n_shards):
             path, meta = self.stimulus_shard(i)

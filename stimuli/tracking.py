@@ -20,6 +20,8 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from stimuli.report.blocks import flatten
+
 log = logging.getLogger(__name__)
 METRICS = ("acc", "kappa", "auroc", "f1")
 
@@ -33,18 +35,6 @@ def sweep_group(cfg: DictConfig) -> tuple[str | None, str]:
     if hc.mode == RunMode.MULTIRUN:
         return f"{name}/{Path(hc.sweep.dir).name}", f"{name}-{hc.job.num}"
     return None, name
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": 1}}` → `{"a/b": 1}` (numbers, strings and bools only)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{path}/"))
-        elif isinstance(value, (int, float, str, bool)) and value is not None:
-            out[path] = value
-    return out
 
 
 class Tracker:
@@ -135,7 +125,8 @@ class Tracker:
         privacy and data-split tables (the figures come from `stimuli.report`)."""
         if self.run is None:
             return
-        self.summary(flatten({k: v for k, v in results.items() if k != "cache"}))
+        flat = flatten({k: v for k, v in results.items() if k != "cache"}, sep="/")
+        self.summary({k: v for k, v in flat.items() if v is not None})
         if loss_history:
             self.log_curves("synthesis", loss_history)
         rows = [
@@ -150,7 +141,7 @@ class Tracker:
             rows,
             bars=[("label", "acc"), ("label", "kappa")],
         )
-        privacy = flatten(results.get("privacy") or {})
+        privacy = flatten(results.get("privacy") or {}, sep="/")
         self.log_table(
             "privacy",
             ["measure", "value"],

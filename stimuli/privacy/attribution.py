@@ -53,7 +53,7 @@ def attribution_by_classifier(
     progress: bool = False,
 ) -> tuple[dict, dict]:
     cfg = config_dict(cfg)
-    real = real or RealWindows.from_datamodule(dm, float(cfg["auditor"]["holdout"]))
+    real = real or RealWindows.for_audit(dm, cfg)
     auditor = auditor if auditor is not None else train_auditor(real, cfg, seed, progress)
     n_p = real.n_persons
     held = posteriors(auditor, real.x_train[real.held])
@@ -112,7 +112,7 @@ def attribution_by_neighbour(
     teacher's standardized embedding space. Control: the same attack naming the persons of real
     late-slice windows from the early slices of the nights."""
     cfg = config_dict(cfg)
-    real = real or RealWindows.from_datamodule(dm, float(cfg["auditor"]["holdout"]))
+    real = real or RealWindows.for_audit(dm, cfg)
     k, n_p = int(cfg["k"]), real.n_persons
     space, train_emb, out_emb = real.embedded(teacher)
     held = np.flatnonzero(real.held)

@@ -86,7 +86,7 @@ def audit_privacy(
     x = np.asarray(stimuli_x, dtype=np.float32)
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    real = RealWindows.from_datamodule(dm, float(cfg["auditor"]["holdout"]))
+    real = RealWindows.for_audit(dm, cfg)
     leaky = real.leaky_release(len(x), seed) if cfg.get("leaky_control", True) else None
     attacks = {
         "attribution_classifier": lambda: attribution_by_classifier(

@@ -31,7 +31,7 @@ def copy_distance(
     leaky_x: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     cfg = config_dict(cfg)
-    real = real or RealWindows.from_datamodule(dm, float(cfg["auditor"]["holdout"]))
+    real = real or RealWindows.for_audit(dm, cfg)
     ccfg = cfg["copy"]
     rng = rng_for(seed, "copy")
     n_ref = min(len(real.x_train), len(real.x_out))

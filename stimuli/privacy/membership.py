@@ -66,7 +66,7 @@ def membership_inference(
     leaky_x: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     cfg = config_dict(cfg)
-    real = real or RealWindows.from_datamodule(dm, float(cfg["auditor"]["holdout"]))
+    real = real or RealWindows.for_audit(dm, cfg)
     mcfg = cfg["membership"]
     k = int(mcfg.get("k") or cfg["k"])
     space, train_emb, out_emb = real.embedded(teacher)

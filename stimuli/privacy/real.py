@@ -31,6 +31,11 @@ class RealWindows:
     _spaces: dict = field(default_factory=dict, repr=False)
 
     @classmethod
+    def for_audit(cls, dm: CohortDataModule, cfg: dict) -> RealWindows:
+        """Split as the `privacy` config's auditor is: `cfg["auditor"]["holdout"]`."""
+        return cls.from_datamodule(dm, float(cfg["auditor"]["holdout"]))
+
+    @classmethod
     def from_datamodule(cls, dm: CohortDataModule, holdout: float) -> RealWindows:
         ids = identity_arrays(dm, holdout)
         train = dm.datasets["train"]

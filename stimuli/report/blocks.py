@@ -83,17 +83,17 @@ def cell(value: Any, colspan: int = 1) -> Cell:
     return Cell(fmt(value), colspan, numeric)
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "", sep: str = ".") -> dict[str, Any]:
     """Nested dicts (and lists of dicts) to `a.b.c` keys; lists of scalars stay one value."""
     if isinstance(tree, Mapping):
         out: dict[str, Any] = {}
         for k, v in tree.items():
-            out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flatten(v, f"{prefix}{sep}{k}" if prefix else str(k), sep))
         return out
     if isinstance(tree, list | tuple) and any(isinstance(v, Mapping | list) for v in tree):
         out = {}
         for i, v in enumerate(tree):
-            out.update(flatten(v, f"{prefix}.{i}" if prefix else str(i)))
+            out.update(flatten(v, f"{prefix}{sep}{i}" if prefix else str(i), sep))
         return out
     return {prefix or "value": tree}
 

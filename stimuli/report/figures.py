@@ -114,6 +114,31 @@ def stimulus_examples(
     return fig
 
 
+def _class_sets(n_classes, stim_x, stim_labels, real_x, real_labels):
+    """(class index, set name, windows of that class, colour) for real windows, then stimuli."""
+    for k in range(n_classes):
+        sets = [("real", real_x, real_labels, REAL), ("stimuli", stim_x, stim_labels, STIM)]
+        for name, x, y, color in sets:
+            picked = _of_class(x, y, k, MAX_PER_CLASS)
+            if picked is not None:
+                yield k, name, picked, color
+
+
+def _label_class_axes(axes, classes, chans, title: str, ylabel: str, xlabel: str) -> None:
+    """Titles and legends on the top row, channel names on the left, `xlabel` at the bottom."""
+    for k, cls in enumerate(classes):
+        for c, chan in enumerate(chans):
+            ax = axes[c, k]
+            if c == 0:
+                ax.set_title(f"{cls}: {title}", fontsize=10)
+                if ax.lines:
+                    ax.legend(fontsize=7, loc="upper right")
+            if k == 0:
+                ax.set_ylabel(ylabel.format(chan))
+            if c == len(chans) - 1:
+                ax.set_xlabel(xlabel)
+
+
 def class_means(
     stim_x: np.ndarray,
     stim_labels: np.ndarray,
@@ -128,27 +153,15 @@ def class_means(
     classes = _classes(stim_labels, real_labels, label_names=label_names)
     fig, axes, chans = _channel_class_axes(stim_x.shape[1], channel_names, len(classes))
     t = np.arange(stim_x.shape[-1]) / fs
-    for k, cls in enumerate(classes):
-        sets = [("real", real_x, real_labels, REAL), ("stimuli", stim_x, stim_labels, STIM)]
-        for name, x, y, color in sets:
-            picked = _of_class(x, y, k, MAX_PER_CLASS)
-            if picked is None:
-                continue
-            mean, sd = picked.mean(0), picked.std(0)
-            for c in range(len(chans)):
-                ax = axes[c, k]
-                ax.plot(t, mean[c], color=color, lw=1.0, label=f"{name} (n={len(picked)})")
-                ax.fill_between(t, mean[c] - sd[c], mean[c] + sd[c], color=color, alpha=0.2)
-        for c, chan in enumerate(chans):
+    for k, name, picked, color in _class_sets(
+        len(classes), stim_x, stim_labels, real_x, real_labels
+    ):
+        mean, sd = picked.mean(0), picked.std(0)
+        for c in range(len(chans)):
             ax = axes[c, k]
-            if c == 0:
-                ax.set_title(f"{cls}: mean ± sd", fontsize=10)
-                if ax.lines:
-                    ax.legend(fontsize=7, loc="upper right")
-            if k == 0:
-                ax.set_ylabel(chan)
-            if c == len(chans) - 1:
-                ax.set_xlabel("time (s)")
+            ax.plot(t, mean[c], color=color, lw=1.0, label=f"{name} (n={len(picked)})")
+            ax.fill_between(t, mean[c] - sd[c], mean[c] + sd[c], color=color, alpha=0.2)
+    _label_class_axes(axes, classes, chans, "mean ± sd", "{}", "time (s)")
     return fig
 
 
@@ -166,26 +179,14 @@ def power_spectra(
     classes = _classes(stim_labels, real_labels, label_names=label_names)
     fig, axes, chans = _channel_class_axes(stim_x.shape[1], channel_names, len(classes))
     nperseg = min(stim_x.shape[-1], 256)
-    for k, cls in enumerate(classes):
-        sets = [("real", real_x, real_labels, REAL), ("stimuli", stim_x, stim_labels, STIM)]
-        for name, x, y, color in sets:
-            picked = _of_class(x, y, k, MAX_PER_CLASS)
-            if picked is None:
-                continue
-            f, pxx = welch(picked, fs=fs, nperseg=nperseg, axis=-1)
-            power = pxx.mean(0)
-            for c in range(len(chans)):
-                axes[c, k].semilogy(f[1:], power[c, 1:] + 1e-12, color=color, lw=1.0, label=name)
-        for c, chan in enumerate(chans):
-            ax = axes[c, k]
-            if c == 0:
-                ax.set_title(f"{cls}: power spectrum", fontsize=10)
-                if ax.lines:
-                    ax.legend(fontsize=7, loc="upper right")
-            if k == 0:
-                ax.set_ylabel(f"{chan}\npower")
-            if c == len(chans) - 1:
-                ax.set_xlabel("frequency (Hz)")
+    for k, name, picked, color in _class_sets(
+        len(classes), stim_x, stim_labels, real_x, real_labels
+    ):
+        f, pxx = welch(picked, fs=fs, nperseg=nperseg, axis=-1)
+        power = pxx.mean(0)
+        for c in range(len(chans)):
+            axes[c, k].semilogy(f[1:], power[c, 1:] + 1e-12, color=color, lw=1.0, label=name)
+    _label_class_axes(axes, classes, chans, "power spectrum", "{}\npower", "frequency (Hz)")
     return fig
 
 
