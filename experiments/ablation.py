@@ -53,9 +53,10 @@ def table(rows: list[dict]) -> str:
 
 
 def main(args: list[str]) -> None:
-    rows = read_json(OUT) if OUT.is_file() else []
     for name, overrides in zip(args[::2], args[1::2]):
         results = run_variant(overrides.split())
+        # read just before writing: concurrent ablation jobs each add their own rows
+        rows = read_json(OUT) if OUT.is_file() else []
         rows = [r for r in rows if r["name"] != name] + [
             {
                 "name": name,

@@ -28,6 +28,7 @@ class Classifier(LightningModule):
         binary: bool = True,
         schedule: str = "cosine",
         mixup: float = 0.0,
+        adv_eps: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
@@ -36,6 +37,10 @@ class Classifier(LightningModule):
         self.temperature = temperature
         self.schedule = schedule
         self.mixup = mixup  # Beta(mixup, mixup) mixing of pairs of windows and their targets
+        # Adversarial training (FGSM with a random start, Wong et al. 2020) within an L-inf ball
+        # of this radius in input units: a robust network has gradients that change what the
+        # network actually uses, so inputs optimised against it cannot fool it with noise.
+        self.adv_eps = adv_eps
         self.register_buffer("class_weights", class_weights, persistent=False)
         self.binary = binary
         if binary:
@@ -52,6 +57,16 @@ class Classifier(LightningModule):
             x = random_amplitude_scale(x, self.amp_jitter)
         return x
 
+    def _adversarial(self, x: Tensor, target: Tensor) -> Tensor:
+        eps = self.adv_eps
+        delta = (torch.rand_like(x) * 2 - 1) * eps
+        delta.requires_grad_(True)
+        with torch.enable_grad():
+            loss = self.loss(self(x + delta), target)
+            (grad,) = torch.autograd.grad(loss, delta)
+        delta = (delta + 1.25 * eps * grad.sign()).clamp(-eps, eps)
+        return (x + delta).detach()
+
     def loss(self, logits: Tensor, target: Tensor) -> Tensor:
         if target.ndim == 2:  # soft labels: KL to the tempered targets, scaled by T^2 (Hinton)
             t = self.temperature
@@ -61,10 +76,10 @@ class Classifier(LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         x, target = batch[0], batch[1]
-        if self.mixup > 0:
-            loss = self._mixup_loss(self._augment(x), target)
-        else:
-            loss = self.loss(self(self._augment(x)), target)
+        x = self._augment(x)
+        if self.adv_eps > 0:
+            x = self._adversarial(x, target)
+        loss = self._mixup_loss(x, target) if self.mixup > 0 else self.loss(self(x), target)
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         return loss
 

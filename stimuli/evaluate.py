@@ -16,7 +16,7 @@ import stimuli  # noqa: F401  (registers the config resolvers)
 from stimuli.classifier import predict_proba
 from stimuli.io import read_json, write_json
 from stimuli.metrics import score
-from stimuli.teacher import build_network
+from stimuli.teacher import load_teacher
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +51,9 @@ def evaluate_run(run_dir: str | Path, data_cfg: DictConfig, quiet: bool = False)
     }
     teacher_path = run_dir / "teacher.pt"
     if teacher_path.is_file():
-        teacher = build_network(run_cfg.model, x.shape[1], dm.n_classes, x.shape[2])
-        teacher.load_state_dict(torch.load(teacher_path, weights_only=True))
-        result["teacher"] = score(predict_proba(teacher.eval(), torch.from_numpy(x)), y)
+        shape = (x.shape[1], dm.n_classes, x.shape[2])
+        teacher = load_teacher(teacher_path, run_cfg.model, run_cfg.teacher, shape)
+        result["teacher"] = score(predict_proba(teacher, torch.from_numpy(x)), y)
     students: dict = {}
     for path in sorted((run_dir / "students").glob("*.joblib")):
         name, variant = path.stem.rsplit("-", 1)

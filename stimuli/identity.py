@@ -84,7 +84,12 @@ def train_identity(
     data = identity_arrays(dm, cfg.holdout)
     model = build_network(model_cfg, dm.n_chans, data["n_persons"], dm.n_times)
     module = Classifier(
-        model, lr=cfg.lr, weight_decay=cfg.weight_decay, binary=False, max_shift=cfg.max_shift
+        model,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        binary=False,
+        max_shift=cfg.max_shift,
+        adv_eps=float(cfg.get("adv_eps", 0.0)),
     )
     fit = data["fit"]
     loader = array_loader(data["x"][fit], data["y"][fit], cfg.batch_size, shuffle=True, seed=seed)

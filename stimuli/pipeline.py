@@ -23,9 +23,10 @@ from stimuli.privacy import audit_privacy
 from stimuli.release import release_stage
 from stimuli.report import inputs_from_run, report_figures, write_report
 from stimuli.stages import cached_stage, stage_keys
+from stimuli.students.neural import NeuralStudent
 from stimuli.synthesis import synthesize
 from stimuli.synthesis.synthesize import shard_sizes
-from stimuli.teacher import build_network, train_teacher
+from stimuli.teacher import TeacherEnsemble, build_network, evaluate_splits, train_teacher
 from stimuli.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -223,29 +224,46 @@ class Run:
 
     # --- cached products --------------------------------------------------------------------
     def teacher_model(self) -> torch.nn.Module:
+        """The frozen teacher: one network, or with `teacher.n_models` > 1 a `TeacherEnsemble`
+        of networks trained with seeds `seed`, `seed + 1`, ... (member 0 is cached as
+        `model.pt`, as a single teacher is)."""
         if self._teacher is None:
-            dm = self.dm
+            dm, cfg = self.dm, self.cfg
+            n_models = int(cfg.teacher.get("n_models", 1))
 
             def write(folder: Path) -> dict:
-                model, report = train_teacher(
-                    dm,
-                    self.cfg.model,
-                    self.cfg.teacher,
-                    int(self.cfg.seed),
-                    logger=self.tracker.trainer_logger("teacher"),
-                    progress=self.progress,
-                    trainer_cfg=self.cfg.trainer,
-                )
-                torch.save(model.state_dict(), folder / "model.pt")
+                members, reports = [], []
+                for i in range(n_models):
+                    model, report = train_teacher(
+                        dm,
+                        cfg.model,
+                        cfg.teacher,
+                        int(cfg.seed) + i,
+                        logger=self.tracker.trainer_logger("teacher" + (f"{i}" if i else "")),
+                        progress=self.progress,
+                        trainer_cfg=cfg.trainer,
+                    )
+                    name = "model.pt" if i == 0 else f"model_{i}.pt"
+                    torch.save(model.state_dict(), folder / name)
+                    members.append(model)
+                    reports.append(report)
+                if n_models == 1:
+                    return reports[0]
+                report = evaluate_splits(TeacherEnsemble(members).eval(), dm)
+                report["members"] = reports
                 return report
 
             path, report, built = cached_stage(
                 self.cache_dir, "teacher", self.keys["teacher"], write
             )
-            model = build_network(self.cfg.model, dm.n_chans, dm.n_classes, dm.n_times)
-            model.load_state_dict(torch.load(path / "model.pt", weights_only=True))
-            self._teacher = model.eval()
-            self.results["teacher"] = {k: v for k, v in report.items()}
+            members = []
+            for i in range(n_models):
+                model = build_network(cfg.model, dm.n_chans, dm.n_classes, dm.n_times)
+                name = "model.pt" if i == 0 else f"model_{i}.pt"
+                model.load_state_dict(torch.load(path / name, weights_only=True))
+                members.append(model.eval())
+            self._teacher = members[0] if n_models == 1 else TeacherEnsemble(members).eval()
+            self.results["teacher"] = dict(report)
             self.results.setdefault("cache", {})["teacher"] = "trained" if built else "cached"
         return self._teacher
 
@@ -326,6 +344,9 @@ class Run:
                 self._centroids = person_centroids(teacher if space == "teacher" else identity, dm)
             synth_cfg = OmegaConf.to_container(cfg.synthesis, resolve=True)
             synth_cfg["progress_bar"] = self.progress and synth_cfg.get("progress_bar", True)
+            student = self.competitor(index)
+            if student is None:  # shard 0 (or competition off): nothing to compete with
+                synth_cfg["weights"]["competition"] = 0.0
             out = synthesize(
                 teacher,
                 n_chans=dm.n_chans,
@@ -334,6 +355,7 @@ class Run:
                 cfg=synth_cfg,
                 identity_model=identity,
                 centroids=self._centroids,
+                student=student,
                 seed=int(cfg.seed),
                 shard_index_range=(index, index + 1),
             )
@@ -353,6 +375,38 @@ class Run:
         log.info("stimulus shard %d %s", index, "synthesized" if built else "cached")
         return path, meta
 
+    def competitor(self, index: int) -> torch.nn.Module | None:
+        """Adaptive DeepInversion's student for shard `index`: the teacher's architecture
+        distilled from shards `0..index-1`, so the new shard is pushed to where a student taught
+        by the earlier ones still disagrees with the teacher. None for shard 0 or when
+        `synthesis.weights.competition` is 0. This makes the shards sequential: shard i needs
+        shards 0..i-1 (cached ones are reused)."""
+        cfg = self.cfg
+        if index == 0 or not float(cfg.synthesis.weights.get("competition", 0.0)):
+            return None
+        parts = []
+        for j in range(index):
+            path, _ = self.stimulus_shard(j)
+            with np.load(path / "shard.npz") as f:
+                parts.append((f["x"], f["labels"], f["teacher_probs"]))
+        x, y, soft = (np.concatenate(a) for a in zip(*parts))
+        d = cfg.student_defaults
+        student = NeuralStudent(
+            instantiate(cfg.model),
+            steps=int(cfg.synthesis.competitor_steps),
+            batch_size=int(d.batch_size),
+            lr=float(d.lr),
+            weight_decay=float(d.weight_decay),
+            max_shift=int(d.max_shift),
+            amp_jitter=float(d.amp_jitter),
+            temperature=float(d.temperature),
+            seed=int(cfg.seed) + index,
+        )
+        t = time.perf_counter()
+        student.fit(x, y, soft=soft)
+        log.info("competitor for shard %d fitted in %.1f s", index, time.perf_counter() - t)
+        return student.model_
+
     def _merge_shards(self, folder: Path) -> dict:
         n_shards = self.n_shards
         parts, metas = [], []
@@ -363,22 +417,27 @@ class Run:
             metas.append(meta)
         merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         np.savez(folder / "stimuli.npz", **merged)
-        sizes = np.array([m["n"] for m in metas], dtype=np.float64)
-
-        def mean(values: list) -> list | float:
-            return (np.asarray(values, dtype=np.float64).T @ sizes / sizes.sum()).tolist()
-
         agree = merged["teacher_probs"].argmax(1) == merged["labels"]
+
+        def mean(field: str) -> dict:
+            """Size-weighted mean over the shards that have each term (shard 0 has no
+            competition term)."""
+            out = {}
+            for k in dict.fromkeys(k for m in metas for k in m[field]):
+                have = [m for m in metas if k in m[field]]
+                sizes = np.array([m["n"] for m in have], dtype=np.float64)
+                values = np.asarray([m[field][k] for m in have], dtype=np.float64)
+                out[k] = (values.T @ sizes / sizes.sum()).tolist()
+            return out
+
         return {
-            "n": int(sizes.sum()),
+            "n": int(sum(m["n"] for m in metas)),
             "steps": int(self.cfg.synthesis.steps),
             "shards": n_shards,
             "teacher_agreement": round(float(agree.mean()), 4),
             "seconds": round(sum(m["seconds"] for m in metas), 2),
-            "losses": {k: mean([m["losses"][k] for m in metas]) for k in metas[0]["losses"]},
-            "loss_history": {
-                k: mean([m["loss_history"][k] for m in metas]) for k in metas[0]["loss_history"]
-            },
+            "losses": mean("losses"),
+            "loss_history": mean("loss_history"),
         }
 
 

@@ -36,15 +36,26 @@ def data_identity(cfg: DictConfig) -> dict:
     return {k: v for k, v in data.items() if k not in _DATA_IGNORED}
 
 
+def _without_unset(node: dict, defaults: dict) -> dict:
+    """`node` minus the entries that still hold the given default: settings added later are left
+    out of cache keys while unused, so caches made before they existed stay valid."""
+    return {k: v for k, v in node.items() if not (k in defaults and v == defaults[k])}
+
+
 def stage_keys(cfg: DictConfig) -> dict[str, str]:
     data = data_identity(cfg)
-    teacher = config_hash("teacher", data, cfg.model, cfg.teacher, cfg.trainer, cfg.seed)
+    teacher_cfg = _without_unset(
+        OmegaConf.to_container(cfg.teacher, resolve=True), {"adv_eps": 0, "n_models": 1}
+    )
+    teacher = config_hash("teacher", data, cfg.model, teacher_cfg, cfg.trainer, cfg.seed)
     identity_cfg = OmegaConf.to_container(cfg.identity, resolve=True)
-    if not identity_cfg.get("ensemble"):  # no ensemble: the single model, keyed as before
-        identity_cfg.pop("ensemble", None)
+    identity_cfg = _without_unset(identity_cfg, {"ensemble": [], "adv_eps": 0})
     identity = config_hash("identity", data, identity_cfg, cfg.seed)
     synthesis = OmegaConf.to_container(cfg.synthesis, resolve=True)
     synthesis.pop("progress_bar", None)
+    synthesis["weights"] = _without_unset(synthesis["weights"], {"identity_mixture": 0})
+    if not synthesis["weights"].get("competition"):
+        synthesis.pop("competitor_steps", None)
     stimuli = config_hash("stimuli", teacher, identity, synthesis)
     return {"teacher": teacher, "identity": identity, "stimuli": stimuli}
 

@@ -11,6 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from torch import Tensor, nn
 
 from stimuli.classifier import Classifier, predict_proba
 from stimuli.data.cohort import CohortDataModule
@@ -23,6 +24,49 @@ log = logging.getLogger(__name__)
 def build_network(model_cfg: DictConfig | dict, n_chans: int, n_outputs: int, n_times: int):
     """A network from a `conf/model` entry (a partial `_target_` taking the shape signature)."""
     return instantiate(model_cfg)(n_chans=n_chans, n_outputs=n_outputs, n_times=n_times)
+
+
+class TeacherEnsemble(nn.Module):
+    """Teachers of one architecture trained with different seeds, answering together.
+
+    `forward` returns the log of the members' mean softmax: logits whose softmax is the averaged
+    probability, so synthesis, distillation targets and metrics see the ensemble as one model.
+    `embed` concatenates the members' embeddings. Synthesis averages the BatchNorm-matching term
+    over members (`n_members`), so its weight means the same as for one teacher.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def n_members(self) -> int:
+        return len(self.members)
+
+    def forward(self, x: Tensor) -> Tensor:
+        probs = torch.stack([m(x).softmax(dim=1) for m in self.members]).mean(dim=0)
+        return probs.clamp_min(1e-12).log()
+
+    def embed(self, x: Tensor) -> Tensor:
+        return torch.cat([m.embed(x) for m in self.members], dim=1)
+
+
+def build_teacher(
+    model_cfg: DictConfig | dict, n_models: int, n_chans: int, n_outputs: int, n_times: int
+) -> nn.Module:
+    """The untrained teacher of a run: one network, or a `TeacherEnsemble` of `n_models`."""
+    members = [build_network(model_cfg, n_chans, n_outputs, n_times) for _ in range(n_models)]
+    return members[0] if n_models == 1 else TeacherEnsemble(members)
+
+
+def load_teacher(
+    path: Path, model_cfg: DictConfig | dict, teacher_cfg: DictConfig | dict, shape: tuple
+) -> nn.Module:
+    """A saved teacher (`teacher.pt` of a run) in eval mode; `shape` = (n_chans, n_outputs,
+    n_times)."""
+    model = build_teacher(model_cfg, int(teacher_cfg.get("n_models", 1)), *shape)
+    model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+    return model.eval()
 
 
 def evaluate_splits(model: torch.nn.Module, dm: CohortDataModule) -> dict[str, dict[str, float]]:
@@ -52,6 +96,7 @@ def train_teacher(
         class_weights=balanced_class_weights(y_train, dm.n_classes) if cfg.balanced else None,
         max_shift=cfg.max_shift,
         amp_jitter=cfg.amp_jitter,
+        adv_eps=float(cfg.get("adv_eps", 0.0)),
     )
     with tempfile.TemporaryDirectory() as ckpt_dir:
         best = ModelCheckpoint(dirpath=ckpt_dir, monitor="val/kappa", mode="max", save_top_k=1)

@@ -160,3 +160,74 @@ def test_identity_ensemble_judges_the_stimuli_together(tmp_path):
     assert logits.shape == (10, n_persons)  # both members' logits, stacked along the batch
     assert torch.equal(logits[5:], ensemble_model.members[1](x))
     assert results["stimuli"]["losses"]["identity_uniform"] >= 0
+
+
+def test_competition_pits_later_shards_against_a_student_of_earlier_ones(tmp_path, monkeypatch):
+    seen: list[tuple[int, int]] = []  # (shard, stimuli the competitor learned from)
+    fit = pipeline.NeuralStudent.fit
+
+    def recording_fit(self, x, y, soft=None, logger=False):
+        seen.append((len(seen) + 1, len(x)))
+        return fit(self, x, y, soft=soft, logger=logger)
+
+    monkeypatch.setattr(pipeline.NeuralStudent, "fit", recording_fit)
+    extra = ["synthesis.weights.competition=1.0", "synthesis.competitor_steps=5"]
+    cfg = compose_config([*TINY, *extra, "stages=[teacher,synthesize]"], tmp_path, tmp_path)
+    results = run_pipeline(cfg)
+    assert seen == [(1, 16)]  # 2 shards of 16: shard 1 faces a student of shard 0
+    history = results["stimuli"]["losses"]
+    assert 0 <= history["competition"] <= 1
+    plain = compose_config([*TINY, "stages=[teacher,synthesize]"], tmp_path / "p", tmp_path)
+    assert pipeline.stage_keys(plain)["stimuli"] != pipeline.Run(cfg).keys["stimuli"]
+    assert pipeline.stage_keys(plain)["teacher"] == pipeline.Run(cfg).keys["teacher"]
+
+
+def test_settings_left_at_their_default_do_not_change_cache_keys(tmp_path):
+    base = pipeline.stage_keys(compose_config(TINY, tmp_path, tmp_path))
+    explicit = compose_config(
+        [
+            *TINY,
+            "teacher.adv_eps=0.0",
+            "identity.adv_eps=0",
+            "synthesis.weights.identity_mixture=0",
+        ],
+        tmp_path,
+        tmp_path,
+    )
+    assert pipeline.stage_keys(explicit) == base
+    robust = pipeline.stage_keys(
+        compose_config([*TINY, "identity.adv_eps=0.1"], tmp_path, tmp_path)
+    )
+    assert robust["teacher"] == base["teacher"]
+    assert robust["identity"] != base["identity"] and robust["stimuli"] != base["stimuli"]
+    robust_teacher = compose_config([*TINY, "teacher.adv_eps=0.05"], tmp_path, tmp_path)
+    assert pipeline.stage_keys(robust_teacher)["teacher"] != base["teacher"]
+
+
+def test_teacher_ensemble_is_trained_cached_and_evaluated(tmp_path):
+    from stimuli.teacher import TeacherEnsemble, load_teacher
+
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    extra = [
+        "teacher.n_models=2",
+        "stages=[teacher,synthesize,students,evaluate]",
+        "student=logreg",
+    ]
+    results = run_pipeline(compose_config([*TINY, *extra], out, cache))
+    members = results["teacher"]["members"]
+    assert len(members) == 2 and members[0]["test"] != members[1]["test"]
+    assert set(results["teacher"]["test"]) == METRICS
+    run = pipeline.Run(compose_config([*TINY, *extra], tmp_path / "again", cache))
+    run.data()
+    teacher = run.teacher_model()  # from the cache: both members
+    assert isinstance(teacher, TeacherEnsemble) and teacher.n_members == 2
+    x = torch.from_numpy(run.dm.datasets["test"].arrays()[0][:4])
+    with torch.no_grad():
+        mean = torch.stack([m(x).softmax(1) for m in teacher.members]).mean(0)
+        assert torch.allclose(teacher(x).softmax(1), mean, atol=1e-6)
+        assert teacher.embed(x).shape[1] == 2 * teacher.members[0].embed(x).shape[1]
+    saved = load_teacher(out / "teacher.pt", run.cfg.model, run.cfg.teacher, (4, 2, x.shape[2]))
+    with torch.no_grad():
+        assert torch.equal(saved(x), teacher(x))  # teacher.pt holds both members
+    evaluation = evaluate_run(out, compose_config(TINY, tmp_path / "e", cache).data, quiet=True)
+    assert set(evaluation["teacher"]) == METRICS

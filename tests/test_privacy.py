@@ -96,6 +96,18 @@ def assert_plain_json(obj) -> None:
         assert obj is None or type(obj) in (str, int, float, bool), type(obj)
 
 
+def assert_non_member_reference(block: dict, real) -> None:
+    """Pooled statistics of real non-member windows, and a (min, median, max) per person."""
+    n_p = real.n_persons
+    assert_block_in_range(block, n_p)
+    assert block["n_persons"] == len(np.unique(real.person_out))
+    for key in ("single_non_member_top1_ratio", "single_non_member_entropy"):
+        low, mid, high = block[key]
+        assert low <= mid <= high
+    # one person's windows are never spread more evenly than everyone's together
+    assert block["single_non_member_entropy"][0] <= block["entropy"] + 1e-9
+
+
 # --- shared statistics ---------------------------------------------------------------------------
 def test_attribution_stats_on_known_distributions():
     uniform = attribution_stats(np.repeat(np.arange(4), 5), 4, np.array([1, 1, 1, 2]))
@@ -141,6 +153,7 @@ def test_attribution_by_classifier(tiny):
         assert_block_in_range(summary[name], n_p)
         assert 1 / n_p - 1e-9 <= summary[name]["confidence"] <= 1
         assert sum(details[f"{name}_counts"]) == len(tiny.x)
+    assert_non_member_reference(summary["non_members"], tiny.real)
     # the release of real windows is told apart by the auditor's confidence, not its entropy
     assert summary["leaky"]["confidence"] > control["confidence_non_members"]
     assert summary["leaky"]["kl_to_training"] < summary["release"]["kl_to_training"]
@@ -157,6 +170,7 @@ def test_attribution_by_neighbour(tiny):
             assert_block_in_range(block[name], tiny.real.n_persons)
             assert 0 < block[name]["agreement"] <= 1
             assert sum(details[f"{view}_{name}_counts"]) == len(tiny.x)
+        assert_non_member_reference(block["non_members"], tiny.real)
         # copies sit on a training window; real held-out windows do not
         assert block["leaky"]["distance"] < 1e-3 * block["control"]["distance_held_out"]
         assert block["release"]["distance"] > 1e-3 * block["control"]["distance_held_out"]

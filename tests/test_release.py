@@ -134,6 +134,10 @@ def test_datacard_names_nothing_of_the_cohort(owner, owner_run):
         privacy["attribution_classifier"]["entropy"]
         == (audit["attribution_classifier"]["release"]["entropy"])
     )
+    reference = privacy["attribution_classifier"]["non_member_reference"]
+    assert reference["top1_ratio"] == audit["attribution_classifier"]["non_members"]["top1_ratio"]
+    raw = privacy["attribution_neighbour_raw"]["non_member_reference"]
+    assert len(raw["single_non_member_entropy"]) == 3
     assert (
         privacy["membership_auc"]["knn_raw"]["auc"]
         == (audit["membership"]["release"]["knn_raw"]["auc"])

@@ -51,3 +51,30 @@ def test_mixup_loss_mixes_both_targets(windows):
         log_p, soft[perm], reduction="batchmean"
     )
     torch.testing.assert_close(loss, expected)
+
+
+def test_adversarial_inputs_stay_in_the_ball_and_raise_the_loss(windows):
+    x, y = windows
+    model = build_model("cnn", 1, 2, x.shape[2]).eval()
+    module = Classifier(model, adv_eps=0.1)
+    xt, yt = torch.from_numpy(x[:64]), torch.from_numpy(y[:64])
+    torch.manual_seed(0)
+    x_adv = module._adversarial(xt, yt)
+    assert not x_adv.requires_grad
+    assert (x_adv - xt).abs().max() <= 0.1 + 1e-6
+    with torch.no_grad():
+        assert module.loss(model(x_adv), yt) > module.loss(model(xt), yt)
+
+
+def test_network_factory_student_matches_the_teacher_config(windows):
+    from functools import partial
+
+    from stimuli.models.cnn import CNN
+
+    x, y = windows
+    student = NeuralStudent(partial(CNN, channels=[8, 8]), steps=2, batch_size=64).fit(x, y)
+    assert student.name == "CNN"
+    assert [m.out_channels for m in student.model_.modules() if hasattr(m, "out_channels")] == [
+        8,
+        8,
+    ]

@@ -290,3 +290,38 @@ def test_teacher_without_batchnorm_skips_bn_term() -> None:
 def test_no_hooks_left_behind(teacher: nn.Module) -> None:
     run(teacher, cfg=cfg(steps=2, weights={"hidden": 1.0, "diversity": 1.0}))
     assert all(not m._forward_hooks for m in teacher.modules())
+
+
+def test_identity_mixture_targets_are_balanced_person_mixtures(
+    teacher: nn.Module, identity_model: nn.Module
+) -> None:
+    c = cfg(steps=15, lr=0.1, weights={"identity_mixture": 1.0, "class": 0.0, "bn": 0.0})
+    gen = StimulusGenerator(
+        teacher, n=20, n_chans=1, n_times=T, n_classes=2, cfg=c, identity_model=identity_model
+    )
+    targets = gen.identity_targets
+    n_persons = identity_model(torch.zeros(1, 1, T)).shape[1]
+    assert targets.shape == (20, n_persons)
+    assert torch.allclose(targets.sum(1), torch.ones(20))
+    counts = torch.bincount(targets.argmax(1), minlength=n_persons)
+    assert counts.max() - counts.min() <= 1  # every person the largest share equally often
+    first = gen.compute_terms(gen.stimuli)[0]["identity_mixture"].item()
+    out = run(teacher, n=20, cfg=c, identity_model=identity_model)
+    assert out["losses"]["identity_mixture"] < first
+
+
+def test_teacher_ensemble_keeps_the_meaning_of_each_weight(teacher: nn.Module) -> None:
+    import copy
+
+    from stimuli.teacher import TeacherEnsemble
+
+    pair = TeacherEnsemble([teacher, copy.deepcopy(teacher)]).eval()
+    c = cfg(steps=1, max_shift=0)
+    single = StimulusGenerator(teacher, n=8, n_chans=1, n_times=T, n_classes=2, cfg=c, seed=4)
+    double = StimulusGenerator(pair, n=8, n_chans=1, n_times=T, n_classes=2, cfg=c, seed=4)
+    one, logits_one = single.compute_terms(single.stimuli)
+    two, logits_two = double.compute_terms(double.stimuli)
+    # two identical members: the same probabilities, and the BN term per network, not summed
+    assert torch.allclose(logits_one.softmax(1), logits_two.softmax(1), atol=1e-5)
+    assert two["bn"].item() == pytest.approx(one["bn"].item(), rel=1e-5)
+    assert two["class"].item() == pytest.approx(one["class"].item(), rel=1e-5)

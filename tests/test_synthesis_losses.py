@@ -223,3 +223,16 @@ def test_make_targets_rejects_bad_arguments() -> None:
         make_targets(4, 2, "fuzzy", gen())  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         make_targets(4, 1, "hard", gen())
+
+
+def test_identity_mixture() -> None:
+    logits = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    uniform = torch.full((6, 4), 0.25)
+    assert L.identity_mixture(logits, uniform).item() == pytest.approx(
+        L.identity_uniform(logits).item(), abs=1e-6
+    )
+    targets = torch.softmax(logits, dim=1)
+    assert L.identity_mixture(logits, targets).item() == pytest.approx(0.0, abs=1e-6)
+    stacked = torch.cat([logits, logits])  # an ensemble of two identical members
+    assert L.identity_mixture(stacked, targets).item() == pytest.approx(0.0, abs=1e-6)
+    assert L.identity_mixture(logits, uniform.roll(1, 0)).item() > 0

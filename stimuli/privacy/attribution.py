@@ -32,6 +32,29 @@ def _split_counts(stats: dict) -> tuple[dict, list[int]]:
     return stats, counts
 
 
+def non_member_reference(
+    assigned: np.ndarray, person: np.ndarray, n_persons: int, train_counts: np.ndarray
+) -> dict:
+    """The attribution statistics of real windows of persons outside the training set: what a
+    release that is anonymous by construction scores. Pooled over those persons, and the range
+    (min, median, max) over single persons' windows."""
+    pooled, _ = _split_counts(attribution_stats(assigned, n_persons, train_counts))
+    singles = [
+        attribution_stats(assigned[person == q], n_persons, train_counts) for q in np.unique(person)
+    ]
+
+    def spread(key: str) -> list[float]:
+        values = [s[key] for s in singles]
+        return [float(np.min(values)), float(np.median(values)), float(np.max(values))]
+
+    return {
+        **pooled,
+        "n_persons": len(singles),
+        "single_non_member_top1_ratio": spread("top1_ratio"),
+        "single_non_member_entropy": spread("entropy"),
+    }
+
+
 def train_auditor(
     real: RealWindows, cfg: Mapping[str, Any], seed: int, progress: bool = False
 ) -> torch.nn.Module:
@@ -69,7 +92,10 @@ def attribution_by_classifier(
         "confidence_held_out": float(held.max(1).mean()),  # mean max posterior, late slices
         "confidence_non_members": float(outsiders.max(1).mean()),  # persons it never saw
     }
-    summary: dict[str, Any] = {"control": control}
+    reference = non_member_reference(
+        outsiders.argmax(1), real.person_out[outs], n_p, real.train_counts
+    )
+    summary: dict[str, Any] = {"control": control, "non_members": reference}
     details: dict[str, Any] = {
         "training_counts": real.train_counts.tolist(),
         "control_acc_per_person": [float(hits[truth == i].mean()) for i in range(n_p)],
@@ -135,7 +161,10 @@ def attribution_by_neighbour(
                 "agreement_non_members": float(base["agreement"].mean()),
                 "distance_held_out": float(np.median(ctl["distance"])),
                 "distance_non_members": float(np.median(base["distance"])),
-            }
+            },
+            "non_members": non_member_reference(
+                base["person"], real.person_out[outs], n_p, real.train_counts
+            ),
         }
         for name, x in (("release", stimuli_x), ("leaky", leaky_x)):
             if x is None:

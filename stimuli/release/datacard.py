@@ -32,6 +32,7 @@ SYNTHESIS_KEYS = (
     "centroid_space",
     "centroid_margin",
     "centroid_temperature",
+    "competitor_steps",
 )
 SYNTHESIS_WEIGHT_KEYS = (
     "class",
@@ -40,6 +41,7 @@ SYNTHESIS_WEIGHT_KEYS = (
     "tv",
     "l2",
     "identity_uniform",
+    "identity_mixture",
     "identity_centroid",
     "diversity",
     "competition",
@@ -140,6 +142,12 @@ def utility_summary(results: Mapping[str, Any]) -> dict | None:
 
 
 ATTRIBUTION_KEYS = ("top1_share", "top1_ratio", "entropy", "kl_to_training")
+NON_MEMBER_KEYS = (
+    "top1_ratio",
+    "entropy",
+    "single_non_member_top1_ratio",
+    "single_non_member_entropy",
+)
 
 
 def privacy_summary(results: Mapping[str, Any]) -> dict | None:
@@ -148,13 +156,18 @@ def privacy_summary(results: Mapping[str, Any]) -> dict | None:
     if not isinstance(audit, Mapping):
         return None
     out: dict[str, Any] = {}
-    classifier = (audit.get("attribution_classifier") or {}).get("release")
-    if isinstance(classifier, Mapping):
-        out["attribution_classifier"] = whitelisted(classifier, ATTRIBUTION_KEYS, "privacy")
+    attacks = {"attribution_classifier": audit.get("attribution_classifier") or {}}
     for view, block in (audit.get("attribution_neighbour") or {}).items():
         if _SAFE_STR.fullmatch(str(view)) and isinstance(block, Mapping):
-            release = block.get("release") or {}
-            out[f"attribution_neighbour_{view}"] = whitelisted(release, ATTRIBUTION_KEYS, "privacy")
+            attacks[f"attribution_neighbour_{view}"] = block
+    for name, block in attacks.items():
+        if not isinstance(block.get("release"), Mapping):
+            continue
+        out[name] = whitelisted(block["release"], ATTRIBUTION_KEYS, "privacy")
+        if isinstance(block.get("non_members"), Mapping):  # real windows of non-members
+            out[name]["non_member_reference"] = whitelisted(
+                block["non_members"], NON_MEMBER_KEYS, "privacy"
+            )
     membership = (audit.get("membership") or {}).get("release") or {}
     aucs = {}
     for name, block in membership.items():

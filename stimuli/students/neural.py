@@ -7,6 +7,7 @@ on distillation at `temperature`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from stimuli.training import array_loader, balanced_class_weights, make_trainer
 class NeuralStudent:
     def __init__(
         self,
-        model: str,
+        model: str | Callable[..., torch.nn.Module],
         model_kwargs: dict[str, Any] | None = None,
         steps: int = 1500,
         batch_size: int = 128,
@@ -52,7 +53,9 @@ class NeuralStudent:
 
     @property
     def name(self) -> str:
-        return self.model_name
+        if isinstance(self.model_name, str):
+            return self.model_name
+        return getattr(self.model_name, "func", self.model_name).__name__
 
     def fit(
         self, x: np.ndarray, y: np.ndarray, soft: np.ndarray | None = None, logger: Any = False
@@ -65,9 +68,14 @@ class NeuralStudent:
             raise ValueError("a student needs training windows of both classes")
         pl.seed_everything(self.seed, workers=True)
         n_classes = soft.shape[1] if soft is not None else int(y.max()) + 1
-        self.model_ = build_model(
-            self.model_name, x.shape[1], n_classes, x.shape[2], **self.model_kwargs
-        )
+        if isinstance(self.model_name, str):
+            self.model_ = build_model(
+                self.model_name, x.shape[1], n_classes, x.shape[2], **self.model_kwargs
+            )
+        else:  # a network factory with the shape signature, e.g. a partial `conf/model` entry
+            self.model_ = self.model_name(
+                n_chans=x.shape[1], n_outputs=n_classes, n_times=x.shape[2], **self.model_kwargs
+            )
         weights = balanced_class_weights(y, n_classes) if self.balanced else None
         module = Classifier(
             self.model_,

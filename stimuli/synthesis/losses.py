@@ -81,6 +81,16 @@ def identity_uniform(id_logits: Tensor) -> Tensor:
     return (-math.log(n_persons) - log_p.mean(dim=1)).mean()
 
 
+def identity_mixture(id_logits: Tensor, targets: Tensor) -> Tensor:
+    """KL(targets || softmax(id_logits)) averaged over the batch, for per-stimulus person
+    mixtures ``targets`` ``(B, P)``. Logits of an ensemble stacked along the batch (``k * B``
+    rows) are compared with the targets repeated ``k`` times."""
+    reps = id_logits.shape[0] // targets.shape[0]
+    t = targets.repeat(reps, 1)
+    log_p = F.log_softmax(id_logits, dim=1)
+    return (t * (t.clamp_min(1e-12).log() - log_p)).sum(dim=1).mean()
+
+
 def identity_centroid(
     features: Tensor, centroids: Tensor, margin: float | None = None, temperature: float = 0.1
 ) -> Tensor:

@@ -28,6 +28,7 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "tv": 1e-3,
     "l2": 1e-4,
     "identity_uniform": 1.0,
+    "identity_mixture": 0.0,
     "identity_centroid": 0.0,
     "diversity": 0.0,
     "competition": 0.0,
@@ -54,6 +55,7 @@ class SynthesisConfig:
     centroid_space: Literal["teacher", "identity"] = "teacher"
     centroid_margin: float | None = None
     centroid_temperature: float = 0.1
+    competitor_steps: int = 400  # the pipeline's competition student: distillation steps
     progress_bar: bool = True
 
     @classmethod
@@ -136,11 +138,12 @@ class StimulusGenerator(pl.LightningModule):
         self.cfg = SynthesisConfig.from_any(cfg)
         self.weights = {k: float(v) for k, v in self.cfg.weights.items()}
         w = self.weights
-        if w["identity_uniform"] and identity_model is None:
-            raise ValueError(
-                "weights.identity_uniform is nonzero but no identity_model was given; "
-                "pass one or set weights.identity_uniform=0"
-            )
+        for term in ("identity_uniform", "identity_mixture"):
+            if w[term] and identity_model is None:
+                raise ValueError(
+                    f"weights.{term} is nonzero but no identity_model was given; "
+                    f"pass one or set weights.{term}=0"
+                )
         if w["identity_centroid"]:
             if centroids is None:
                 raise ValueError(
@@ -176,6 +179,18 @@ class StimulusGenerator(pl.LightningModule):
             make_targets(n, n_classes, self.cfg.targets, self.generator),
             persistent=False,
         )
+        self.identity_targets: Tensor | None
+        if w["identity_mixture"]:
+            assert identity_model is not None
+            with torch.no_grad():
+                n_persons = identity_model(torch.zeros(1, n_chans, n_times)).shape[1]
+            self.register_buffer(
+                "identity_targets",
+                make_targets(n, n_persons, "soft", self.generator),
+                persistent=False,
+            )
+        else:
+            self.identity_targets = None
         self.unit_weights: Tensor | None
         if w["hidden"]:
             classifier = getattr(teacher, "classifier", None)
@@ -245,19 +260,22 @@ class StimulusGenerator(pl.LightningModule):
         if w["hidden"]:
             assert feats is not None and self.unit_weights is not None
             terms["hidden"] = L.hidden_excitation(feats, self.targets, self.unit_weights)
-        if bn is not None:
-            terms["bn"] = L.bn_matching(bn)
+        if bn is not None:  # per teacher network when the teacher is an ensemble
+            terms["bn"] = L.bn_matching(bn) / getattr(self.teacher, "n_members", 1)
         if w["tv"]:
             terms["tv"] = L.total_variation(x)
         if w["l2"]:
             terms["l2"] = L.l2_prior(x)
         need_id_feats = bool(w["identity_centroid"] and cfg.centroid_space == "identity")
         id_feats = None
-        if w["identity_uniform"] or need_id_feats:
+        if w["identity_uniform"] or w["identity_mixture"] or need_id_feats:
             assert self.identity_model is not None
             id_logits, id_feats = _forward(self.identity_model, x_aug, need_id_feats)
             if w["identity_uniform"]:
                 terms["identity_uniform"] = L.identity_uniform(id_logits)
+            if w["identity_mixture"]:
+                assert self.identity_targets is not None
+                terms["identity_mixture"] = L.identity_mixture(id_logits, self.identity_targets)
         if w["identity_centroid"]:
             space_feats = id_feats if need_id_feats else feats
             assert space_feats is not None and self.centroids is not None
