@@ -187,7 +187,7 @@ def test_settings_left_at_their_default_do_not_change_cache_keys(tmp_path):
     explicit = compose_config(
         [
             *TINY,
-            "teacher.adv_eps=0.0",
+            "teacher.n_models=1",
             "identity.adv_eps=0",
             "synthesis.weights.identity_mixture=0",
         ],
@@ -195,6 +195,11 @@ def test_settings_left_at_their_default_do_not_change_cache_keys(tmp_path):
         tmp_path,
     )
     assert pipeline.stage_keys(explicit) == base
+    # a plain teacher (adv_eps 0) is keyed as before the setting existed
+    plain = compose_config([*TINY, "teacher.adv_eps=0"], tmp_path, tmp_path)
+    absent = compose_config([*TINY, "~teacher.adv_eps"], tmp_path, tmp_path)
+    assert pipeline.stage_keys(plain)["teacher"] == pipeline.stage_keys(absent)["teacher"]
+    assert pipeline.stage_keys(plain)["teacher"] != base["teacher"]  # the default is robust
     robust = pipeline.stage_keys(
         compose_config([*TINY, "identity.adv_eps=0.1"], tmp_path, tmp_path)
     )
