@@ -26,7 +26,13 @@ from stimuli.stages import cached_stage, stage_keys
 from stimuli.students.neural import NeuralStudent
 from stimuli.synthesis import synthesize
 from stimuli.synthesis.synthesize import shard_sizes
-from stimuli.teacher import TeacherEnsemble, build_network, evaluate_splits, train_teacher
+from stimuli.teacher import (
+    TeacherEnsemble,
+    build_network,
+    evaluate_splits,
+    member_file,
+    train_teacher,
+)
 from stimuli.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -243,8 +249,7 @@ class Run:
                         progress=self.progress,
                         trainer_cfg=cfg.trainer,
                     )
-                    name = "model.pt" if i == 0 else f"model_{i}.pt"
-                    torch.save(model.state_dict(), folder / name)
+                    torch.save(model.state_dict(), folder / member_file(i))
                     members.append(model)
                     reports.append(report)
                 if n_models == 1:
@@ -259,8 +264,7 @@ class Run:
             members = []
             for i in range(n_models):
                 model = build_network(cfg.model, dm.n_chans, dm.n_classes, dm.n_times)
-                name = "model.pt" if i == 0 else f"model_{i}.pt"
-                model.load_state_dict(torch.load(path / name, weights_only=True))
+                model.load_state_dict(torch.load(path / member_file(i), weights_only=True))
                 members.append(model.eval())
             self._teacher = members[0] if n_models == 1 else TeacherEnsemble(members).eval()
             self.results["teacher"] = dict(report)

@@ -51,6 +51,11 @@ class TeacherEnsemble(nn.Module):
         return torch.cat([m.embed(x) for m in self.members], dim=1)
 
 
+def member_file(index: int) -> str:
+    """Cache file of teacher member `index`; member 0 keeps a single teacher's name."""
+    return "model.pt" if index == 0 else f"model_{index}.pt"
+
+
 def build_teacher(
     model_cfg: DictConfig | dict, n_models: int, n_chans: int, n_outputs: int, n_times: int
 ) -> nn.Module:
