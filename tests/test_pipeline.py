@@ -120,6 +120,37 @@ def test_evaluate_scores_a_finished_run_on_other_records(finished, data_root):
     assert json.loads((out / "evaluation.json").read_text())["data"]["n_windows"] > 900
 
 
+def test_person_splits_pool_membership_over_two_real_splits(finished, tmp_path, monkeypatch):
+    import shutil
+
+    from experiments import person_splits
+
+    out, first, cache = finished
+    shutil.copytree(out, tmp_path / "sweep" / "0")
+    # On 7 persons every split seed draws the same split, so this job names its persons.
+    other = [
+        "data.split.seed=1",
+        "data.split.test_persons=[a01,c02]",
+        "data.split.val_persons=[a02]",
+    ]
+    second = tiny_run(tmp_path / "sweep" / "1", cache, "student=cnn", *other)
+    assert (
+        second["data"]["splits"]["train"]["records"] != first["data"]["splits"]["train"]["records"]
+    )
+    monkeypatch.setattr(person_splits, "OUT", tmp_path / "person_splits.json")
+    person_splits.main([str(tmp_path / "sweep")])
+    saved = json.loads((tmp_path / "person_splits.json").read_text())
+    assert saved["split_seeds"] == [0, 1]
+    raw = saved["membership_pooled"]["knn_raw"]
+    assert raw["split_aucs"] == [
+        pytest.approx(r["privacy"]["membership"]["release"]["knn_raw"]["auc"], abs=1e-4)
+        for r in (first, second)
+    ]
+    assert raw["n_splits"] == 2 and raw["ci_low"] <= raw["auc"] <= raw["ci_high"]
+    assert "student_loss/cnn/stimuli_kd" in saved["membership_pooled"]  # common to both jobs
+    assert "student_loss/mlp/stimuli_kd" not in saved["membership_pooled"]  # first job only
+
+
 def test_unknown_stage_is_refused(tmp_path):
     cfg = compose_config([*TINY, "stages=[data,distill]"], tmp_path, tmp_path / "c")
     with pytest.raises(ValueError, match="known stages"):
@@ -207,6 +238,12 @@ def test_settings_left_at_their_default_do_not_change_cache_keys(tmp_path):
     assert robust["identity"] != base["identity"] and robust["stimuli"] != base["stimuli"]
     robust_teacher = compose_config([*TINY, "teacher.adv_eps=0.05"], tmp_path, tmp_path)
     assert pipeline.stage_keys(robust_teacher)["teacher"] != base["teacher"]
+    unsmoothed = compose_config([*TINY, "~synthesis.smoothing"], tmp_path, tmp_path)
+    assert pipeline.stage_keys(unsmoothed) == base  # smoothing 0 is keyed as before it existed
+    smoothed = pipeline.stage_keys(
+        compose_config([*TINY, "synthesis.smoothing=2"], tmp_path, tmp_path)
+    )
+    assert smoothed["teacher"] == base["teacher"] and smoothed["stimuli"] != base["stimuli"]
 
 
 def test_teacher_ensemble_is_trained_cached_and_evaluated(tmp_path):

@@ -27,7 +27,7 @@ from stimuli.privacy import (
     membership_inference,
 )
 from stimuli.privacy.linkage import nights_by_person
-from stimuli.privacy.stats import attribution_stats, bootstrap_auc
+from stimuli.privacy.stats import attribution_stats, bootstrap_auc, pooled_auc
 from stimuli.students import ClassicalStudent
 from stimuli.teacher import build_network
 from tests.conftest import REPO, compose_config
@@ -131,6 +131,33 @@ def test_bootstrap_auc_separates_and_is_seeded():
     assert first == bootstrap_auc(noise, member, 200, 0.95, seed=3)
     assert first["ci_low"] < first["auc"] < first["ci_high"]
     assert bootstrap_auc(noise, np.ones(11, bool), 10, 0.95, seed=0)["auc"] is None
+
+
+def test_pooled_auc_averages_splits_and_bootstraps_persons_jointly():
+    rng = np.random.default_rng(0)
+    persons = np.arange(24)
+    splits = []
+    for seed in range(3):  # each split makes other persons members, as person splits do
+        member = np.isin(persons, np.random.default_rng(seed).choice(24, 14, replace=False))
+        splits.append((persons, member, rng.standard_normal(24) + 0.8 * member))
+    pooled = pooled_auc(splits, 300, 0.95, seed=0)
+    singles = [bootstrap_auc(s, m, 10, 0.95, 0)["auc"] for _, m, s in splits]
+    assert pooled["split_aucs"] == pytest.approx(singles)
+    assert pooled["auc"] == pytest.approx(np.mean(singles))
+    assert pooled["n_splits"] == 3 and pooled["n_persons"] == 24
+    assert pooled["ci_low"] < pooled["auc"] < pooled["ci_high"]
+    assert pooled == pooled_auc(splits, 300, 0.95, seed=0)
+    # three splits narrow the interval of one
+    one = pooled_auc(splits[:1], 300, 0.95, seed=0)
+    assert pooled["ci_high"] - pooled["ci_low"] < one["ci_high"] - one["ci_low"]
+    separated = [(p, m, m.astype(float)) for p, m, _ in splits]
+    perfect = pooled_auc(separated, 100, 0.95, seed=0)
+    assert perfect["auc"] == 1.0 and not perfect["covers_chance"]
+    # a person without a score (NaN) is left out, not counted as a loss
+    with_gap = [(p, m, np.where(p == 0, np.nan, m.astype(float))) for p, m, _ in splits]
+    assert pooled_auc(with_gap, 50, 0.95, seed=0)["auc"] == 1.0
+    with pytest.raises(ValueError, match="at least one split"):
+        pooled_auc([], 10, 0.95, seed=0)
 
 
 def test_auditor_is_not_the_identity_models_architecture_or_seed(tiny):

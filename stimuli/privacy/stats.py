@@ -80,6 +80,73 @@ def bootstrap_auc(
     }
 
 
+def _weighted_auc(scores: np.ndarray, is_member: np.ndarray, weight: np.ndarray) -> float:
+    """ROC AUC where person i counts `weight[i]` times (ties count half); NaN if a class is
+    empty."""
+    m, o = is_member & (weight > 0), ~is_member & (weight > 0)
+    if not m.any() or not o.any():
+        return float("nan")
+    diff = scores[m][:, None] - scores[o][None, :]
+    pair = weight[m][:, None] * weight[o][None, :]
+    wins = (diff > 0) + 0.5 * (diff == 0)
+    return float((pair * wins).sum() / pair.sum())
+
+
+def pooled_auc(
+    splits: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    n_bootstrap: int,
+    ci: float,
+    seed: int,
+) -> dict:
+    """Membership AUC over several person splits of one cohort: the mean of the splits' AUCs,
+    with a bootstrap interval that resamples *persons*, the same draw in every split.
+
+    Each split is `(person, is_member, score)` for the persons it scored (global person ids).
+    A person is a member in some splits and not in others, so the splits are not independent;
+    drawing persons once per resample keeps that dependence in the interval.
+    """
+    if not splits:
+        raise ValueError("pooled_auc needs at least one split")
+    prepared = [
+        (np.asarray(p), np.asarray(m, dtype=bool), np.asarray(s, dtype=np.float64))
+        for p, m, s in splits
+    ]
+    everyone = np.unique(np.concatenate([p for p, _, _ in prepared]))
+
+    def mean_auc(multiplicity: np.ndarray) -> float:
+        per_split = []
+        for p, m, s in prepared:
+            ok = np.isfinite(s)
+            w = multiplicity[np.searchsorted(everyone, p)].astype(np.float64)
+            per_split.append(_weighted_auc(s[ok], m[ok], w[ok]))
+        return float(np.nanmean(per_split)) if np.isfinite(per_split).any() else float("nan")
+
+    aucs = [
+        _weighted_auc(s[np.isfinite(s)], m[np.isfinite(s)], np.ones(int(np.isfinite(s).sum())))
+        for _, m, s in prepared
+    ]
+    rng = rng_for(seed, "pooled bootstrap")
+    draws = np.array(
+        [
+            mean_auc(
+                np.bincount(rng.integers(0, len(everyone), len(everyone)), minlength=len(everyone))
+            )
+            for _ in range(n_bootstrap)
+        ]
+    )
+    draws = draws[np.isfinite(draws)]
+    low, high = np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2])
+    return {
+        "auc": float(np.mean(aucs)),
+        "split_aucs": [float(a) for a in aucs],
+        "n_splits": len(prepared),
+        "n_persons": len(everyone),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "covers_chance": bool(low <= 0.5 <= high),
+    }
+
+
 def plain(obj: Any, digits: int = 5) -> Any:
     """`obj` with numpy values turned into Python ones and floats rounded, for JSON."""
     if isinstance(obj, Mapping):

@@ -1,0 +1,155 @@
+"""Tables of `+experiment=person_splits`: the default run on several person splits.
+
+    python -m experiments.person_splits SWEEP_DIR [MORE_DIRS ...]
+
+Reads each job's results.json and privacy.json, writes `experiments/results/person_splits.json`
+and prints three Markdown tables: utility per split, attribution per split, and membership
+inference per split with every score pooled over the splits (`stimuli.privacy.stats.pooled_auc`:
+mean AUC, persons bootstrapped jointly across splits).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from stimuli.io import read_json, write_json
+from stimuli.paths import REPO_ROOT
+from stimuli.privacy.stats import plain, pooled_auc
+
+OUT = REPO_ROOT / "experiments" / "results" / "person_splits.json"
+
+
+def load_jobs(sweeps: list[Path]) -> list[dict]:
+    """One entry per finished job (results.json and privacy.json present), ordered by split seed."""
+    jobs = []
+    for job in (p for sweep in sweeps for p in sorted(sweep.iterdir()) if p.is_dir()):
+        if not ((job / "results.json").is_file() and (job / "privacy.json").is_file()):
+            continue
+        cfg = yaml.safe_load((job / "config_resolved.yaml").read_text())
+        jobs.append(
+            {
+                "split_seed": int(cfg["data"]["split"]["seed"]),
+                "results": read_json(job / "results.json"),
+                "persons": read_json(job / "privacy.json")["details"]["membership"]["persons"],
+            }
+        )
+    seeds = [j["split_seed"] for j in jobs]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"{sweeps}: several jobs share a split seed ({seeds})")
+    return sorted(jobs, key=lambda j: j["split_seed"])
+
+
+def pooled_membership(jobs: list[dict], n_bootstrap: int = 2000, seed: int = 0) -> dict:
+    """Every membership score the jobs have in common, pooled over the splits."""
+    names = set.intersection(*(set(j["persons"][0]) for j in jobs)) - {
+        "person",
+        "member",
+        "windows",
+    }
+    out = {}
+    for name in sorted(names):
+        splits = [
+            (
+                np.array([p["person"] for p in j["persons"]]),
+                np.array([p["member"] for p in j["persons"]]),
+                np.array([np.nan if p[name] is None else p[name] for p in j["persons"]]),
+            )
+            for j in jobs
+        ]
+        out[name] = pooled_auc(splits, n_bootstrap, 0.95, seed)
+    return out
+
+
+def utility_table(jobs: list[dict]) -> str:
+    lines = [
+        "| split seed | teacher acc / kappa | cnn real | cnn distilled | gap (acc / kappa) "
+        "| cnn hard labels | agreement |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for j in jobs:
+        r = j["results"]
+        t, cnn = r["teacher"]["test"], r["students"]["cnn"]
+        lines.append(
+            f"| {j['split_seed']} | {t['acc']:.3f} / {t['kappa']:.3f} "
+            f"| {cnn['real']['acc']:.3f} / {cnn['real']['kappa']:.3f} "
+            f"| {cnn['stimuli_kd']['acc']:.3f} / {cnn['stimuli_kd']['kappa']:.3f} "
+            f"| {cnn['gap_kd']['acc']:.3f} / {cnn['gap_kd']['kappa']:.3f} "
+            f"| {cnn['stimuli']['acc']:.3f} / {cnn['stimuli']['kappa']:.3f} "
+            f"| {r['stimuli']['teacher_agreement']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def attribution_table(jobs: list[dict]) -> str:
+    """Stimuli against the pooled non-member reference, for each attack."""
+    lines = [
+        "| split seed | classifier: stimuli / outsiders pooled | NN raw | NN embedding "
+        "| auditor control top-1 |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell(block: dict) -> str:
+        s, o = block["release"], block["non_members"]
+        return (
+            f"{s['top1_ratio']:.2f}, {s['entropy']:.3f} / {o['top1_ratio']:.2f}, {o['entropy']:.3f}"
+        )
+
+    for j in jobs:
+        p = j["results"]["privacy"]
+        ac, nn = p["attribution_classifier"], p["attribution_neighbour"]
+        lines.append(
+            f"| {j['split_seed']} | {cell(ac)} | {cell(nn['raw'])} | {cell(nn['embedding'])} "
+            f"| {ac['control']['top1_acc']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def membership_table(jobs: list[dict], pooled: dict) -> str:
+    seeds = [j["split_seed"] for j in jobs]
+    lines = [
+        "| score | " + " | ".join(f"split {s}" for s in seeds) + " | pooled [95 % CI] |",
+        "|---|" + "---|" * len(seeds) + "---|",
+    ]
+    for name, res in pooled.items():
+        per_split = " | ".join(f"{a:.3f}" for a in res["split_aucs"])
+        lines.append(
+            f"| {name} | {per_split} | **{res['auc']:.3f}** "
+            f"[{res['ci_low']:.2f}, {res['ci_high']:.2f}] |"
+        )
+    return "\n".join(lines)
+
+
+def main(args: list[str]) -> None:
+    jobs = load_jobs([Path(a) for a in args])
+    if not jobs:
+        raise SystemExit(f"{args}: no finished jobs (no */results.json with privacy.json)")
+    pooled = pooled_membership(jobs)
+    write_json(
+        OUT,
+        plain(
+            {
+                "split_seeds": [j["split_seed"] for j in jobs],
+                "n_persons_per_split": [len(j["persons"]) for j in jobs],
+                "membership_pooled": pooled,
+                "jobs": [
+                    {
+                        "split_seed": j["split_seed"],
+                        "teacher": j["results"]["teacher"],
+                        "students": j["results"]["students"],
+                        "stimuli": j["results"]["stimuli"],
+                        "privacy": j["results"]["privacy"],
+                    }
+                    for j in jobs
+                ],
+            }
+        ),
+    )
+    print(utility_table(jobs), attribution_table(jobs), membership_table(jobs, pooled), sep="\n\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
