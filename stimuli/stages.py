@@ -53,6 +53,7 @@ def stage_keys(cfg: DictConfig) -> dict[str, str]:
     identity = config_hash("identity", data, identity_cfg, cfg.seed)
     synthesis = OmegaConf.to_container(cfg.synthesis, resolve=True)
     synthesis.pop("progress_bar", None)
+    synthesis = _without_unset(synthesis, {"smoothing": 0})
     synthesis["weights"] = _without_unset(synthesis["weights"], {"identity_mixture": 0})
     if not synthesis["weights"].get("competition"):
         synthesis.pop("competitor_steps", None)

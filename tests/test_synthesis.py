@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from stimuli.synthesis import StimulusGenerator, SynthesisConfig, shard_sizes, synthesize
+from stimuli.synthesis.parametrization import GaussianSmoothing
 
 T = 256
 CONF = Path(__file__).resolve().parent.parent / "conf" / "synthesis" / "default.yaml"
@@ -150,7 +151,8 @@ def test_lightning_train_keeps_frozen_models_in_eval(
     assert gen.training
     assert not any(m.training for m in teacher.modules())
     assert not any(m.training for m in identity_model.modules())
-    assert [n for n, p in gen.named_parameters() if p.requires_grad] == ["stimuli"]
+    assert [n for n, p in gen.named_parameters() if p.requires_grad] == ["latent"]
+    assert gen.stimuli is gen.latent  # no low-pass by default: the stimuli are the parameter
     teacher.requires_grad_(True)
     identity_model.requires_grad_(True)
 
@@ -325,3 +327,36 @@ def test_teacher_ensemble_keeps_the_meaning_of_each_weight(teacher: nn.Module) -
     assert torch.allclose(logits_one.softmax(1), logits_two.softmax(1), atol=1e-5)
     assert two["bn"].item() == pytest.approx(one["bn"].item(), rel=1e-5)
     assert two["class"].item() == pytest.approx(one["class"].item(), rel=1e-5)
+
+
+def high_band_power(x: Tensor) -> float:
+    """Share of the (mean-removed) power in the top third of the spectrum."""
+    p = torch.fft.rfft(x - x.mean(-1, keepdim=True)).abs().pow(2)
+    return float(p[..., 2 * p.shape[-1] // 3 :].sum() / p.sum())
+
+
+def test_gaussian_smoothing_is_a_unit_gain_low_pass() -> None:
+    noise = torch.randn(16, 2, T, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(GaussianSmoothing(0)(noise), noise)
+    smooth = GaussianSmoothing(2.0)
+    out = smooth(noise)
+    assert out.shape == noise.shape
+    assert torch.allclose(smooth(torch.full((1, 1, T), 3.0)), torch.full((1, 1, T), 3.0))
+    assert out.std().item() == pytest.approx(smooth.gain, rel=0.1)  # what init divides by
+    assert high_band_power(noise) > 0.3 and high_band_power(out) < 0.01
+    with pytest.raises(ValueError, match=">= 0"):
+        GaussianSmoothing(-1.0)
+    with pytest.raises(ValueError, match=r"lower synthesis\.smoothing"):
+        GaussianSmoothing(2.0)(noise[..., :8])
+
+
+def test_smoothing_keeps_optimiser_jitter_out_of_the_stimuli(teacher: nn.Module) -> None:
+    plain = run(teacher, n=16, cfg=cfg(steps=30, lr=0.1))
+    smooth = run(teacher, n=16, cfg=cfg(steps=30, lr=0.1, smoothing=2.0))
+    assert high_band_power(plain["x"]) > 0.2  # white-noise start and Adam's per-sample steps
+    assert high_band_power(smooth["x"]) < 0.01
+    assert smooth["x"].std().item() == pytest.approx(1.0, abs=0.5)  # started at unit variance
+    assert smooth["teacher_agreement"] >= 0.75
+    assert smooth["x"].abs().max() <= 4.0
+    again = run(teacher, n=16, cfg=cfg(steps=30, lr=0.1, smoothing=2.0))
+    assert torch.equal(smooth["x"], again["x"])

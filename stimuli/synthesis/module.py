@@ -19,6 +19,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from stimuli.synthesis import losses as L
 from stimuli.synthesis.augment import random_amplitude_scale, random_time_shift
 from stimuli.synthesis.hooks import BatchNormStatHook, FeatureHook
+from stimuli.synthesis.parametrization import GaussianSmoothing
 from stimuli.synthesis.targets import make_targets
 
 DEFAULT_WEIGHTS: dict[str, float] = {
@@ -50,6 +51,7 @@ class SynthesisConfig:
     shift_mode: Literal["roll", "zero"] = "roll"
     amp_jitter: float = 0.0
     clip: tuple[float, float] | None = (-4.0, 4.0)
+    smoothing: float = 0.0  # Gaussian low-pass (sigma, samples) the latent is seen through
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     hidden_top_frac: float = 0.25
     centroid_space: Literal["teacher", "identity"] = "teacher"
@@ -173,7 +175,9 @@ class StimulusGenerator(pl.LightningModule):
             w["bn"] = 0.0
 
         self.generator = torch.Generator().manual_seed(int(seed))
-        self.stimuli = nn.Parameter(torch.randn((n, n_chans, n_times), generator=self.generator))
+        self.smooth = GaussianSmoothing(self.cfg.smoothing)
+        noise = torch.randn((n, n_chans, n_times), generator=self.generator)
+        self.latent = nn.Parameter(noise / self.smooth.gain)  # stimuli start at unit variance
         self.register_buffer(
             "targets",
             make_targets(n, n_classes, self.cfg.targets, self.generator),
@@ -211,6 +215,11 @@ class StimulusGenerator(pl.LightningModule):
         self.term_history: dict[str, list[Tensor]] = {}  # each term and agreement, per step
         self.last_terms: dict[str, Tensor] = {}
 
+    @property
+    def stimuli(self) -> Tensor:
+        """The stimuli: the latent seen through the low-pass (the latent itself without one)."""
+        return self.smooth(self.latent)
+
     # --- frozen models stay frozen -------------------------------------------------------
     def _frozen_models(self) -> Iterable[nn.Module]:
         return [m for m in (self.teacher, self.identity_model, self.student) if m is not None]
@@ -226,7 +235,7 @@ class StimulusGenerator(pl.LightningModule):
         return list(range(self.cfg.steps))
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.Adam([self.stimuli], lr=self.cfg.lr, betas=tuple(self.cfg.betas))
+        opt = torch.optim.Adam([self.latent], lr=self.cfg.lr, betas=tuple(self.cfg.betas))
         if self.cfg.schedule == "constant":
             return opt
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(self.cfg.steps, 1))
@@ -235,7 +244,7 @@ class StimulusGenerator(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.cfg.clip is not None:
             with torch.no_grad():
-                self.stimuli.clamp_(*self.cfg.clip)
+                self.latent.clamp_(*self.cfg.clip)  # a smoothed latent stays in range
 
     # --- the objective -------------------------------------------------------------------
     def compute_terms(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
@@ -292,7 +301,7 @@ class StimulusGenerator(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         terms, logits = self.compute_terms(self.stimuli)
-        total = sum((self.weights[k] * v for k, v in terms.items()), self.stimuli.new_zeros(()))
+        total = sum((self.weights[k] * v for k, v in terms.items()), self.latent.new_zeros(()))
         agreement = (logits.argmax(dim=1) == self.targets.argmax(dim=1)).float().mean()
         for k, v in terms.items():  # every term in the progress bar
             self.log(
