@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import tempfile
 
+from experiments.tables import acc_kappa
 from stimuli.config import compose_config
 from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
@@ -44,9 +45,9 @@ def table(rows: list[dict]) -> str:
         s = r["students"]["cnn"]
         lines.append(
             f"| {r['name']} | `{' '.join(r['overrides']) or '(default)'}` "
-            f"| {s['stimuli']['acc']:.3f} / {s['stimuli']['kappa']:.3f} "
-            f"| {s['stimuli_kd']['acc']:.3f} / {s['stimuli_kd']['kappa']:.3f} "
-            f"| {s['real']['acc']:.3f} / {s['real']['kappa']:.3f} "
+            f"| {acc_kappa(s['stimuli'])} "
+            f"| {acc_kappa(s['stimuli_kd'])} "
+            f"| {acc_kappa(s['real'])} "
             f"| {r['stimuli']['teacher_agreement']:.3f} | {r['stimuli']['seconds']:.0f} |"
         )
     return "\n".join(lines)

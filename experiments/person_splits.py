@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from experiments.tables import acc_kappa
 from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
 from stimuli.privacy.stats import plain, pooled_auc
@@ -74,11 +75,11 @@ def utility_table(jobs: list[dict]) -> str:
         r = j["results"]
         t, cnn = r["teacher"]["test"], r["students"]["cnn"]
         lines.append(
-            f"| {j['split_seed']} | {t['acc']:.3f} / {t['kappa']:.3f} "
-            f"| {cnn['real']['acc']:.3f} / {cnn['real']['kappa']:.3f} "
-            f"| {cnn['stimuli_kd']['acc']:.3f} / {cnn['stimuli_kd']['kappa']:.3f} "
-            f"| {cnn['gap_kd']['acc']:.3f} / {cnn['gap_kd']['kappa']:.3f} "
-            f"| {cnn['stimuli']['acc']:.3f} / {cnn['stimuli']['kappa']:.3f} "
+            f"| {j['split_seed']} | {acc_kappa(t)} "
+            f"| {acc_kappa(cnn['real'])} "
+            f"| {acc_kappa(cnn['stimuli_kd'])} "
+            f"| {acc_kappa(cnn['gap_kd'])} "
+            f"| {acc_kappa(cnn['stimuli'])} "
             f"| {r['stimuli']['teacher_agreement']:.3f} |"
         )
     return "\n".join(lines)

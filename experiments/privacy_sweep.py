@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from experiments.tables import acc_kappa
 from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
 
@@ -49,11 +50,11 @@ def utility_table(rows: list[dict]) -> str:
         cnn, lr = s["cnn"], s["logreg"]
         lines.append(
             f"| {r['label']} | {r['stimuli']['teacher_agreement']:.3f} "
-            f"| {cnn['real']['acc']:.3f} / {cnn['real']['kappa']:.3f} "
-            f"| {cnn['stimuli_kd']['acc']:.3f} / {cnn['stimuli_kd']['kappa']:.3f} "
-            f"| {cnn['gap_kd']['acc']:.3f} / {cnn['gap_kd']['kappa']:.3f} "
-            f"| {lr['real']['acc']:.3f} / {lr['real']['kappa']:.3f} "
-            f"| {lr['stimuli_kd']['acc']:.3f} / {lr['stimuli_kd']['kappa']:.3f} |"
+            f"| {acc_kappa(cnn['real'])} "
+            f"| {acc_kappa(cnn['stimuli_kd'])} "
+            f"| {acc_kappa(cnn['gap_kd'])} "
+            f"| {acc_kappa(lr['real'])} "
+            f"| {acc_kappa(lr['stimuli_kd'])} |"
         )
     return "\n".join(lines)
 

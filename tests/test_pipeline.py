@@ -151,6 +151,28 @@ def test_person_splits_pool_membership_over_two_real_splits(finished, tmp_path, 
     assert "student_loss/mlp/stimuli_kd" not in saved["membership_pooled"]  # first job only
 
 
+def test_shard_probe_scores_shard_zero_with_the_auditor(finished, tmp_path, monkeypatch):
+    from experiments import shard_probe
+
+    cache = finished[2]
+    monkeypatch.setattr(shard_probe, "OUT", tmp_path / "probe.json")
+    common = [*TINY, f"paths.cache_dir={cache}", "privacy.auditor.steps=20"]
+    shard_probe.main(
+        ["base", " ".join(common), "smooth", " ".join([*common, "synthesis.smoothing=2"])]
+    )
+    rows = {r["name"]: r for r in json.loads((tmp_path / "probe.json").read_text())}
+    assert set(rows) == {"base", "smooth"}
+    base, smooth = rows["base"], rows["smooth"]
+    assert base["n"] == smooth["n"] == 16  # shard 0 of the tiny run
+    n_persons = len(base["auditor"]["counts"])
+    assert sum(base["auditor"]["counts"]) == sum(base["neighbour_raw"]["counts"]) == 16
+    assert 1 <= base["auditor"]["top1_ratio"] <= n_persons
+    assert 0 <= base["teacher_agreement"] <= 1
+    assert smooth["high_band_median"] < base["high_band_median"]
+    low, high = base["real_high_band_person_range"]
+    assert 0 <= low <= high <= 1
+
+
 def test_unknown_stage_is_refused(tmp_path):
     cfg = compose_config([*TINY, "stages=[data,distill]"], tmp_path, tmp_path / "c")
     with pytest.raises(ValueError, match="known stages"):
