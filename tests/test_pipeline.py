@@ -158,11 +158,11 @@ def test_shard_probe_scores_shard_zero_with_the_auditor(finished, tmp_path, monk
     monkeypatch.setattr(shard_probe, "OUT", tmp_path / "probe.json")
     common = [*TINY, f"paths.cache_dir={cache}", "privacy.auditor.steps=20"]
     shard_probe.main(
-        ["base", " ".join(common), "smooth", " ".join([*common, "synthesis.smoothing=2"])]
+        ["base", " ".join([*common, "synthesis.smoothing=0"]), "smooth", " ".join(common)]
     )
     rows = {r["name"]: r for r in json.loads((tmp_path / "probe.json").read_text())}
     assert set(rows) == {"base", "smooth"}
-    base, smooth = rows["base"], rows["smooth"]
+    base, smooth = rows["base"], rows["smooth"]  # without and with the default low-pass
     assert base["n"] == smooth["n"] == 16  # shard 0 of the tiny run
     n_persons = len(base["auditor"]["counts"])
     assert sum(base["auditor"]["counts"]) == sum(base["neighbour_raw"]["counts"]) == 16
@@ -260,12 +260,12 @@ def test_settings_left_at_their_default_do_not_change_cache_keys(tmp_path):
     assert robust["identity"] != base["identity"] and robust["stimuli"] != base["stimuli"]
     robust_teacher = compose_config([*TINY, "teacher.adv_eps=0.05"], tmp_path, tmp_path)
     assert pipeline.stage_keys(robust_teacher)["teacher"] != base["teacher"]
-    unsmoothed = compose_config([*TINY, "~synthesis.smoothing"], tmp_path, tmp_path)
-    assert pipeline.stage_keys(unsmoothed) == base  # smoothing 0 is keyed as before it existed
-    smoothed = pipeline.stage_keys(
-        compose_config([*TINY, "synthesis.smoothing=2"], tmp_path, tmp_path)
-    )
-    assert smoothed["teacher"] == base["teacher"] and smoothed["stimuli"] != base["stimuli"]
+    # smoothing 0 (off) is keyed as before the setting existed; the default (2) is not
+    absent = compose_config([*TINY, "~synthesis.smoothing"], tmp_path, tmp_path)
+    off = compose_config([*TINY, "synthesis.smoothing=0"], tmp_path, tmp_path)
+    assert pipeline.stage_keys(off) == pipeline.stage_keys(absent)
+    assert pipeline.stage_keys(off)["teacher"] == base["teacher"]
+    assert pipeline.stage_keys(off)["stimuli"] != base["stimuli"]
 
 
 def test_teacher_ensemble_is_trained_cached_and_evaluated(tmp_path):

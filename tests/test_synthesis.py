@@ -145,14 +145,20 @@ def test_lightning_train_keeps_frozen_models_in_eval(
     teacher: nn.Module, identity_model: nn.Module
 ) -> None:
     gen = StimulusGenerator(
-        teacher, n=4, n_chans=1, n_times=T, n_classes=2, cfg=cfg(), identity_model=identity_model
+        teacher,
+        n=4,
+        n_chans=1,
+        n_times=T,
+        n_classes=2,
+        cfg=cfg(smoothing=0),
+        identity_model=identity_model,
     )
     gen.train()
     assert gen.training
     assert not any(m.training for m in teacher.modules())
     assert not any(m.training for m in identity_model.modules())
     assert [n for n, p in gen.named_parameters() if p.requires_grad] == ["latent"]
-    assert gen.stimuli is gen.latent  # no low-pass by default: the stimuli are the parameter
+    assert gen.stimuli is gen.latent  # without the low-pass the stimuli are the parameter
     teacher.requires_grad_(True)
     identity_model.requires_grad_(True)
 
@@ -351,7 +357,7 @@ def test_gaussian_smoothing_is_a_unit_gain_low_pass() -> None:
 
 
 def test_smoothing_keeps_optimiser_jitter_out_of_the_stimuli(teacher: nn.Module) -> None:
-    plain = run(teacher, n=16, cfg=cfg(steps=30, lr=0.1))
+    plain = run(teacher, n=16, cfg=cfg(steps=30, lr=0.1, smoothing=0))
     smooth = run(teacher, n=16, cfg=cfg(steps=30, lr=0.1, smoothing=2.0))
     assert high_band_power(plain["x"]) > 0.2  # white-noise start and Adam's per-sample steps
     assert high_band_power(smooth["x"]) < 0.01

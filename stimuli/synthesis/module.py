@@ -51,7 +51,7 @@ class SynthesisConfig:
     shift_mode: Literal["roll", "zero"] = "roll"
     amp_jitter: float = 0.0
     clip: tuple[float, float] | None = (-4.0, 4.0)
-    smoothing: float = 0.0  # Gaussian low-pass (sigma, samples) the latent is seen through
+    smoothing: float = 2.0  # Gaussian low-pass (sigma, samples) the latent is seen through
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     hidden_top_frac: float = 0.25
     centroid_space: Literal["teacher", "identity"] = "teacher"
