@@ -244,7 +244,9 @@ class StimulusGenerator(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.cfg.clip is not None:
             with torch.no_grad():
-                self.latent.clamp_(*self.cfg.clip)  # a smoothed latent stays in range
+                # bounds the latent, and so the stimuli (weighted means of it); with smoothing
+                # the first steps clip the large initial latent (sd 1 / gain)
+                self.latent.clamp_(*self.cfg.clip)
 
     # --- the objective -------------------------------------------------------------------
     def compute_terms(self, x: Tensor) -> tuple[dict[str, Tensor], Tensor]:
