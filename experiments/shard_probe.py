@@ -93,7 +93,6 @@ def main(args: list[str]) -> None:
     if not args or len(args) % 2:
         raise SystemExit('usage: python -m experiments.shard_probe NAME "override ..." [...]')
     torch.set_num_threads(1)
-    rows = {r["name"]: r for r in (read_json(OUT) if OUT.is_file() else [])}
     state: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, overrides in zip(args[::2], args[1::2]):

@@ -83,13 +83,10 @@ def bootstrap_auc(
 def _weighted_auc(scores: np.ndarray, is_member: np.ndarray, weight: np.ndarray) -> float:
     """ROC AUC where person i counts `weight[i]` times (ties count half); NaN if a class is
     empty."""
-    m, o = is_member & (weight > 0), ~is_member & (weight > 0)
-    if not m.any() or not o.any():
+    drawn = weight > 0
+    if not (is_member & drawn).any() or not (~is_member & drawn).any():
         return float("nan")
-    diff = scores[m][:, None] - scores[o][None, :]
-    pair = weight[m][:, None] * weight[o][None, :]
-    wins = (diff > 0) + 0.5 * (diff == 0)
-    return float((pair * wins).sum() / pair.sum())
+    return float(roc_auc_score(is_member[drawn], scores[drawn], sample_weight=weight[drawn]))
 
 
 def pooled_auc(
