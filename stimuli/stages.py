@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from stimuli.data.cache import build_once
 from stimuli.io import read_json
@@ -20,11 +20,23 @@ from stimuli.io import read_json
 _DATA_IGNORED = {"cache_dir", "progress", "num_workers", "download", "waveforms", "physionet"}
 
 
+def _canonical_numbers(obj: object) -> object:
+    """Whole floats as ints, so `x=2` on the command line keys the same entry as `x: 2.0` in a
+    config file (YAML and Hydra's override parser keep the two types apart)."""
+    if isinstance(obj, dict):
+        return {k: _canonical_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_canonical_numbers(v) for v in obj]
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    return obj
+
+
 def config_hash(*parts: object) -> str:
     def plain(obj: object) -> object:
-        if isinstance(obj, DictConfig):
-            return OmegaConf.to_container(obj, resolve=True)
-        return obj
+        if isinstance(obj, DictConfig | ListConfig):
+            obj = OmegaConf.to_container(obj, resolve=True)
+        return _canonical_numbers(obj)
 
     blob = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]

@@ -268,6 +268,19 @@ def test_settings_left_at_their_default_do_not_change_cache_keys(tmp_path):
     assert pipeline.stage_keys(off)["stimuli"] != base["stimuli"]
 
 
+def test_whole_numbers_key_the_same_entry_as_int_or_float(tmp_path):
+    base = pipeline.stage_keys(compose_config(TINY, tmp_path, tmp_path))
+    as_ints = compose_config(
+        [*TINY, "synthesis.smoothing=2", "synthesis.weights.class=1", "synthesis.weights.bn=3"],
+        tmp_path,
+        tmp_path,
+    )
+    assert isinstance(as_ints.synthesis.smoothing, int)  # the override parser keeps the int
+    assert pipeline.stage_keys(as_ints) == base
+    other = compose_config([*TINY, "synthesis.smoothing=2.5"], tmp_path, tmp_path)
+    assert pipeline.stage_keys(other)["stimuli"] != base["stimuli"]
+
+
 def test_teacher_ensemble_is_trained_cached_and_evaluated(tmp_path):
     from stimuli.teacher import TeacherEnsemble, load_teacher
 
