@@ -1,10 +1,11 @@
 """Tables of `+experiment=person_splits`: the default run on several person splits.
 
-    python -m experiments.person_splits SWEEP_DIR [MORE_DIRS ...]
+    python -m experiments.person_splits SWEEP_DIR [MORE_DIRS ...] [--out RESULTS_JSON]
 
 Reads each job's results.json and privacy.json, writes `experiments/results/person_splits.json`
-and prints three Markdown tables: utility per split, attribution per split, and membership
-inference per split with every score pooled over the splits (`stimuli.privacy.stats.pooled_auc`:
+(or RESULTS_JSON) and prints four Markdown tables: the cnn's utility per split, every student
+over the splits, attribution per split, and membership inference per split with every score
+pooled over the splits (`stimuli.privacy.stats.pooled_auc`:
 mean AUC, persons bootstrapped jointly across splits).
 """
 
@@ -85,6 +86,37 @@ def utility_table(jobs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def students_table(jobs: list[dict]) -> str:
+    """Every student the jobs share: accuracy on real windows, on the stimuli's hard labels and
+    distilled, as the mean over the splits (min-max in brackets), and the distilled gap."""
+    names = [
+        n
+        for n in jobs[0]["results"]["students"]
+        if all(n in j["results"]["students"] for j in jobs)
+    ]
+    lines = [
+        "| student | real acc | hard labels acc | distilled acc | distilled gap acc / kappa "
+        "(mean, worst) |",
+        "|---|---|---|---|---|",
+    ]
+
+    def spread(values: list[float]) -> str:
+        return f"{np.mean(values):.3f} [{min(values):.3f}, {max(values):.3f}]"
+
+    for name in names:
+        rows = [j["results"]["students"][name] for j in jobs]
+        gaps = [r["gap_kd"] for r in rows]
+        worst = max(gaps, key=lambda g: g["acc"])
+        lines.append(
+            f"| {name} | {spread([r['real']['acc'] for r in rows])} "
+            f"| {spread([r['stimuli']['acc'] for r in rows])} "
+            f"| {spread([r['stimuli_kd']['acc'] for r in rows])} "
+            f"| {np.mean([g['acc'] for g in gaps]):.3f} / {np.mean([g['kappa'] for g in gaps]):.3f}"
+            f", {worst['acc']:.3f} / {worst['kappa']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def attribution_table(jobs: list[dict]) -> str:
     """Stimuli against the pooled non-member reference, for each attack."""
     lines = [
@@ -125,12 +157,16 @@ def membership_table(jobs: list[dict], pooled: dict) -> str:
 
 
 def main(args: list[str]) -> None:
+    out = OUT
+    if "--out" in args:
+        at = args.index("--out")
+        out, args = Path(args[at + 1]), args[:at] + args[at + 2 :]
     jobs = load_jobs([Path(a) for a in args])
     if not jobs:
         raise SystemExit(f"{args}: no finished jobs (no */results.json with privacy.json)")
     pooled = pooled_membership(jobs)
     write_json(
-        OUT,
+        out,
         plain(
             {
                 "split_seeds": [j["split_seed"] for j in jobs],
@@ -149,7 +185,8 @@ def main(args: list[str]) -> None:
             }
         ),
     )
-    print(utility_table(jobs), attribution_table(jobs), membership_table(jobs, pooled), sep="\n\n")
+    tables = [utility_table(jobs), students_table(jobs), attribution_table(jobs)]
+    print(*tables, membership_table(jobs, pooled), sep="\n\n")
 
 
 if __name__ == "__main__":

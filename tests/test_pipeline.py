@@ -120,7 +120,7 @@ def test_evaluate_scores_a_finished_run_on_other_records(finished, data_root):
     assert json.loads((out / "evaluation.json").read_text())["data"]["n_windows"] > 900
 
 
-def test_person_splits_pool_membership_over_two_real_splits(finished, tmp_path, monkeypatch):
+def test_person_splits_pool_membership_over_two_real_splits(finished, tmp_path, capsys):
     import shutil
 
     from experiments import person_splits
@@ -137,8 +137,9 @@ def test_person_splits_pool_membership_over_two_real_splits(finished, tmp_path, 
     assert (
         second["data"]["splits"]["train"]["records"] != first["data"]["splits"]["train"]["records"]
     )
-    monkeypatch.setattr(person_splits, "OUT", tmp_path / "person_splits.json")
-    person_splits.main([str(tmp_path / "sweep")])
+    person_splits.main([str(tmp_path / "sweep"), "--out", str(tmp_path / "person_splits.json")])
+    tables = capsys.readouterr().out
+    assert "\n| cnn | " in tables and "\n| mlp | " not in tables  # students of both jobs
     saved = json.loads((tmp_path / "person_splits.json").read_text())
     assert saved["split_seeds"] == [0, 1]
     raw = saved["membership_pooled"]["knn_raw"]
