@@ -7,8 +7,9 @@ the experiment's input shape, then measures in one process:
 - bound: input-steps/s of a plain forward + backward with respect to a `(batch, C, T)` input;
 - synthesis: stimulus-steps/s of `stimuli.synthesis.synthesize` on one shard of `batch` stimuli
   with the experiment's synthesis config (identity inhibition included, with an identity model of
-  the configured architecture).
-Reports their ratio and writes `bench/results/synthesis_throughput.json`.
+  the configured architecture);
+- the same synthesis with `smoothing` 0, for the cost of the low-pass parametrization.
+Reports the ratios and writes `bench/results/synthesis_throughput.json`.
 """
 
 from __future__ import annotations
@@ -51,16 +52,21 @@ def main() -> None:
 
     synth_cfg = OmegaConf.to_container(cfg.synthesis, resolve=True)
     synth_cfg.update(n=args.batch, shard_size=args.batch, steps=args.steps)
-    out = synthesize(
-        teacher,
-        n_chans=n_chans,
-        n_times=n_times,
-        n_classes=2,
-        cfg=synth_cfg,
-        identity_model=identity,
-        seed=0,
-    )
-    synth = args.batch * args.steps / out["seconds"]
+
+    def stimulus_steps_per_s(smoothing: float) -> float:
+        out = synthesize(
+            teacher,
+            n_chans=n_chans,
+            n_times=n_times,
+            n_classes=2,
+            cfg={**synth_cfg, "smoothing": smoothing},
+            identity_model=identity,
+            seed=0,
+        )
+        return args.batch * args.steps / out["seconds"]
+
+    synth = stimulus_steps_per_s(synth_cfg["smoothing"])
+    unsmoothed = stimulus_steps_per_s(0.0)
     result = {
         "experiment": args.experiment,
         "input": [args.batch, n_chans, n_times],
@@ -69,6 +75,9 @@ def main() -> None:
         "teacher_fwd_bwd_input_steps_per_s": round(bound, 1),
         "synthesis_stimulus_steps_per_s": round(synth, 1),
         "ratio": round(synth / bound, 3),
+        "smoothing": synth_cfg["smoothing"],
+        "synthesis_without_smoothing_stimulus_steps_per_s": round(unsmoothed, 1),
+        "smoothing_speed_ratio": round(synth / unsmoothed, 3),
     }
     write_json(REPO_ROOT / "bench" / "results" / "synthesis_throughput.json", result)
     print(result)
