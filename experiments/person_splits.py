@@ -34,6 +34,7 @@ def load_jobs(sweeps: list[Path]) -> list[dict]:
         cfg = yaml.safe_load((job / "config_resolved.yaml").read_text())
         jobs.append(
             {
+                "dir": job,
                 "split_seed": int(cfg["data"]["split"]["seed"]),
                 "results": read_json(job / "results.json"),
                 "persons": read_json(job / "privacy.json")["details"]["membership"]["persons"],

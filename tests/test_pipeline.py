@@ -152,6 +152,53 @@ def test_person_splits_pool_membership_over_two_real_splits(finished, tmp_path, 
     assert "student_loss/mlp/stimuli_kd" not in saved["membership_pooled"]  # first job only
 
 
+def test_label_probe_trains_students_on_other_label_sets(finished, tmp_path, monkeypatch):
+    import shutil
+
+    from experiments import label_probe
+
+    out, first, _ = finished
+    shutil.copytree(out, tmp_path / "sweep" / "0")
+    args = [str(tmp_path / "sweep"), "--students", "logreg", "--out", str(tmp_path / "lp.json")]
+    label_probe.main(args)
+    rows = {r["student"]: r for r in json.loads((tmp_path / "lp.json").read_text())["rows"]}
+    variants = (
+        "stimuli",
+        "stimuli_kd",
+        "stimuli_targets",
+        "stimuli_teacher_hard",
+        "stimuli_agreed",
+    )
+    assert {f"logreg/{v}" for v in variants} <= set(rows)
+    new = rows["logreg/stimuli_targets"]
+    assert 0 <= new["membership"]["auc"] <= 1 and 0 < new["test_acc_mean"] <= 1
+    kd = first["privacy"]["membership"]["release"]["student_loss/logreg/stimuli_kd"]["auc"]
+    assert rows["logreg/stimuli_kd"]["membership"]["split_aucs"] == [pytest.approx(kd, abs=1e-4)]
+    assert (
+        rows["logreg/stimuli_kd"]["test_acc_mean"]
+        == first["students"]["logreg"]["stimuli_kd"]["acc"]
+    )
+    # the targets differ from the teacher's outputs, so the new student differs from the kd one
+    kd_row = rows["logreg/stimuli_kd"]
+    assert (new["membership"]["split_aucs"], new["test_acc_mean"]) != (
+        kd_row["membership"]["split_aucs"],
+        kd_row["test_acc_mean"],
+    )
+    # a second call reuses the students kept in the job folder
+    assert (tmp_path / "sweep" / "0" / "label_probe.json").is_file()
+    monkeypatch.setattr(label_probe, "Run", None)
+    label_probe.main(args)
+    again = {r["student"]: r for r in json.loads((tmp_path / "lp.json").read_text())["rows"]}
+    assert again == rows
+
+
+def test_label_probe_names_an_unknown_label_set(tmp_path):
+    from experiments import label_probe
+
+    with pytest.raises(SystemExit, match="unknown label sets \\['soft'\\]"):
+        label_probe.main([str(tmp_path), "--labels", "targets,soft"])
+
+
 def test_shard_probe_scores_shard_zero_with_the_auditor(finished, tmp_path, monkeypatch):
     from experiments import shard_probe
 

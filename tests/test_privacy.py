@@ -160,6 +160,25 @@ def test_pooled_auc_averages_splits_and_bootstraps_persons_jointly():
         pooled_auc([], 10, 0.95, seed=0)
 
 
+def test_batched_weighted_auc_is_scikit_learns():
+    from sklearn.metrics import roc_auc_score
+
+    from stimuli.privacy.stats import _weighted_aucs
+
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 6, 24).astype(float)  # many ties
+    member = rng.random(24) < 0.6
+    weights = rng.integers(0, 3, (40, 24)).astype(float)
+    batched = _weighted_aucs(scores, member, weights)
+    for w, auc in zip(weights, batched):
+        drawn = w > 0
+        if member[drawn].all() or not member[drawn].any():
+            assert np.isnan(auc)
+        else:
+            expected = roc_auc_score(member[drawn], scores[drawn], sample_weight=w[drawn])
+            assert auc == pytest.approx(expected)
+
+
 def test_auditor_is_not_the_identity_models_architecture_or_seed(tiny):
     cfg = privacy_cfg()
     auditor = build_network(cfg.auditor.model, 1, 3, 1200)

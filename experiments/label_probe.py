@@ -1,0 +1,166 @@
+"""Which labels a release can carry: membership inference against students trained on the
+stimuli with each label set, pooled over person splits.
+
+    python -m experiments.label_probe SWEEP_DIR [MORE_DIRS ...] [--students cnn,logreg,svm]
+                                      [--labels targets,teacher_hard,agreed] [--out RESULTS_JSON]
+
+Each finished job of `+experiment=person_splits` holds students trained on the stimuli's hard
+labels (`stimuli`) and on the teacher's probabilities on them (`stimuli_kd`), with their
+membership scores per person in privacy.json. This adds, for the chosen students, other label
+sets for the same stimuli:
+- `targets`: the synthesis targets, the class probabilities each stimulus was optimised towards.
+  They were drawn (flat Dirichlet) before the teacher saw the stimulus, so unlike the teacher's
+  outputs they carry nothing the teacher computed; what the teacher knows reaches the student
+  only through the stimuli themselves;
+- `teacher_hard`: the teacher's decision on each stimulus (the argmax of its probabilities), one
+  bit of its output where the soft labels give its whole confidence;
+- `agreed`: only the stimuli whose teacher decision is their synthesis label, with that label
+  (what a release that drops the stimuli the synthesis did not bring to their target holds).
+
+The new students are scored on the job's test persons and by the membership attack (the job's
+stimuli, teacher and privacy config, all from the cache), and every student-loss score is pooled
+over the splits as in `experiments.person_splits`. Each job's new students are kept in its folder
+(`label_probe.json`), so the command can run again as more jobs finish. Rows go to
+`experiments/results/label_probe.json`.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from experiments.person_splits import load_jobs, pooled_membership
+from stimuli.io import read_json, write_json
+from stimuli.metrics import score
+from stimuli.paths import REPO_ROOT
+from stimuli.pipeline import Run, accepts
+from stimuli.privacy.membership import membership_inference
+from stimuli.privacy.stats import plain
+
+OUT = REPO_ROOT / "experiments" / "results" / "label_probe.json"
+
+
+def _agreed(stim: dict) -> tuple[np.ndarray, np.ndarray, None]:
+    keep = stim["teacher_probs"].argmax(1) == stim["labels"]
+    return stim["x"][keep], stim["labels"][keep], None
+
+
+# label set -> (stimuli, hard labels, soft labels or None) from the cached stimuli arrays
+LABEL_SETS: dict[str, Callable[[dict], tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {
+    "targets": lambda stim: (stim["x"], stim["labels"], stim["targets"]),
+    "teacher_hard": lambda stim: (stim["x"], stim["teacher_probs"].argmax(1), None),
+    "agreed": _agreed,
+}
+
+
+def probe_students(
+    job_dir: Path, names: list[str], label_sets: list[str], tmp: Path
+) -> dict[str, dict]:
+    """Students `names` trained on the job's stimuli with each of `label_sets`: for each
+    `NAME/stimuli_SET`, its test scores and its membership score per person. Kept in the job
+    folder (`label_probe.json`), so a later call trains only what it lacks."""
+    wanted = [f"{n}/stimuli_{s}" for n in names for s in label_sets]
+    done_file = job_dir / "label_probe.json"
+    done = read_json(done_file) if done_file.is_file() else {}
+    missing = [w for w in wanted if w not in done]
+    if not missing:
+        return {w: done[w] for w in wanted}
+    cfg = OmegaConf.load(job_dir / "config_resolved.yaml")
+    cfg.paths.output_dir = str(tmp)
+    cfg.quiet = True
+    run = Run(cfg)
+    run.data()
+    stim = run.stimuli()
+    if "targets" not in stim:
+        raise SystemExit(f"{job_dir}: its cached stimuli have no synthesis targets")
+    students = {}
+    for key in missing:
+        name, label_set = key.split("/stimuli_")
+        if name not in cfg.students:
+            raise SystemExit(f"{job_dir}: no student {name!r} (it has {list(cfg.students)})")
+        factory = instantiate(cfg.students[name])
+        extra = {"progress": False} if accepts(factory, "progress") else {}
+        student = factory(fs=run.dm.fs, seed=int(cfg.seed), **extra)
+        x, labels, soft = LABEL_SETS[label_set](stim)
+        student.fit(x, labels, soft=soft)
+        students[key] = student
+    x_test, y_test, _ = run.dm.datasets["test"].arrays()
+    pcfg = OmegaConf.to_container(cfg.privacy, resolve=True)
+    _, details = membership_inference(
+        run.dm, run.teacher_model(), stim["x"], students, pcfg, int(cfg.seed)
+    )
+    for key, student in students.items():
+        done[key] = {
+            "test": score(np.asarray(student.predict_proba(x_test)), y_test),
+            "persons": {str(p["person"]): p[f"student_loss/{key}"] for p in details["persons"]},
+        }
+    write_json(done_file, plain(done))
+    return {w: done[w] for w in wanted}
+
+
+def main(args: list[str]) -> None:
+    out, names, label_sets = OUT, ["cnn", "logreg", "svm"], list(LABEL_SETS)
+    for flag in ("--out", "--students", "--labels"):
+        if flag in args:
+            at = args.index(flag)
+            value, args = args[at + 1], args[:at] + args[at + 2 :]
+            if flag == "--out":
+                out = Path(value)
+            elif flag == "--students":
+                names = value.split(",")
+            else:
+                label_sets = value.split(",")
+    unknown = set(label_sets) - set(LABEL_SETS)
+    if unknown:
+        raise SystemExit(
+            f"--labels: unknown label sets {sorted(unknown)} (known: {list(LABEL_SETS)})"
+        )
+    torch.set_num_threads(1)
+    sweeps = [Path(a) for a in args]
+    jobs = load_jobs(sweeps)
+    utility: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for job in jobs:
+            for key, res in probe_students(job["dir"], names, label_sets, Path(tmp)).items():
+                utility.setdefault(key, []).append(res["test"])
+                for p in job["persons"]:  # the new scores beside the job's own
+                    p[f"student_loss/{key}"] = res["persons"][str(p["person"])]
+    pooled = {k: v for k, v in pooled_membership(jobs).items() if k.startswith("student_loss/")}
+    for job in jobs:
+        for n, block in job["results"]["students"].items():
+            for variant in ("stimuli", "stimuli_kd"):
+                if f"student_loss/{n}/{variant}" in pooled:
+                    utility.setdefault(f"{n}/{variant}", []).append(block[variant])
+    rows = []
+    print("| student / labels | test acc (mean) | membership AUC pooled [95 % CI] | per split |")
+    print("|---|---|---|---|")
+    for key, res in sorted(pooled.items()):
+        name = key.split("/", 1)[1]
+        accs = [u["acc"] for u in utility.get(name, [])]
+        rows.append(
+            {
+                "student": name,
+                "test_acc_mean": float(np.mean(accs)) if accs else None,
+                "test_acc_per_split": accs,
+                "membership": res,
+            }
+        )
+        acc = f"{np.mean(accs):.3f}" if accs else "-"
+        print(
+            f"| {name} | {acc} | {res['auc']:.3f} [{res['ci_low']:.2f}, {res['ci_high']:.2f}] "
+            f"| {' '.join(f'{a:.2f}' for a in res['split_aucs'])} |"
+        )
+    if not rows:
+        raise SystemExit(f"{sweeps}: no student-loss scores to pool")
+    write_json(out, plain({"split_seeds": [j["split_seed"] for j in jobs], "rows": rows}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
