@@ -160,11 +160,16 @@ class Run:
     def privacy(self) -> None:
         """The privacy audit of what `release` would publish (stimuli/privacy/)."""
         stim = self.stimuli()
+        # Students a third party could train on the release: without soft labels, no one
+        # distils from the teacher's outputs, so those students are not an attack on it.
+        soft_released = bool(self.cfg.get("release", {}).get("soft_labels", True))
         students = {
             f"{name}/{variant}": student
             for name, variants in self.students.items()
             for variant, student in variants.items()
-            if variant.startswith("stimuli") and not isinstance(student, str)
+            if variant.startswith("stimuli")
+            and not isinstance(student, str)
+            and (soft_released or variant != "stimuli_kd")
         }
         summary, details = audit_privacy(
             self.dm,

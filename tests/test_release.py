@@ -71,6 +71,24 @@ def test_release_is_complete_and_checksummed(owner):
         assert sorted(zf.namelist()) == ["labels.npy", "soft.npy", "x.npy"]
 
 
+def test_a_release_without_soft_labels_is_audited_without_distilled_students(owner, tmp_path):
+    cfg = compose_config([*OWNER, "release.soft_labels=false"], tmp_path, owner.cache)
+    results = run_pipeline(cfg)
+    audited = set(results["privacy"]["membership"]["release"])
+    assert "student_loss/logreg/stimuli" in audited
+    assert not [name for name in audited if name.endswith("_kd")]
+    assert "stimuli_kd" in results["students"]["logreg"]  # still measured for the owner
+    card = json.loads((tmp_path / "release" / "datacard.json").read_text())
+    assert not card["soft_labels"]
+    assert set(card["utility"]["students"]["logreg"]) == {"real", "stimuli", "gap"}
+    with zipfile.ZipFile(tmp_path / "release" / "stimuli.npz") as zf:
+        assert sorted(zf.namelist()) == ["labels.npy", "x.npy"]
+    # the default bundle carries both
+    default_card = json.loads((owner.bundle / "datacard.json").read_text())
+    assert "stimuli_kd" in default_card["utility"]["students"]["logreg"]
+    assert any(n.endswith("_kd") for n in owner.results["privacy"]["membership"]["release"])
+
+
 def test_bundle_round_trips_through_the_datamodule(owner):
     with np.load(owner.out / "stimuli.npz") as f:  # the owner's copy (synthesize stage)
         x, labels, probs = f["x"], f["labels"], f["teacher_probs"]

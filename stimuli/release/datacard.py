@@ -114,8 +114,9 @@ def plain_config(cfg: Any) -> Any:
     return cfg
 
 
-def utility_summary(results: Mapping[str, Any]) -> dict | None:
-    """Teacher and student scores on the owner's test persons (metrics only), when measured."""
+def utility_summary(results: Mapping[str, Any], soft_labels: bool = True) -> dict | None:
+    """Teacher and student scores on the owner's test persons (metrics only), when measured;
+    without `soft_labels` in the bundle, not the students distilled from them (`*_kd`)."""
     out: dict[str, Any] = {}
     teacher = (results.get("teacher") or {}).get("test")
     if isinstance(teacher, Mapping):
@@ -130,6 +131,7 @@ def utility_summary(results: Mapping[str, Any]) -> dict | None:
                 isinstance(variant, str)
                 and _SAFE_STR.fullmatch(variant)
                 and isinstance(metrics, Mapping)
+                and (soft_labels or not variant.endswith("_kd"))
             ):
                 variants[variant] = whitelisted(metrics, METRIC_KEYS, f"{name}.{variant}")
         students[name] = variants
@@ -239,7 +241,7 @@ def make_datacard(
     }
     if stimuli_meta:
         card["stimuli"] = whitelisted(stimuli_meta, STIMULI_META_KEYS, "stimuli")
-    utility = utility_summary(results or {})
+    utility = utility_summary(results or {}, soft_labels="soft" in arrays)
     if utility:
         card["utility"] = utility
     privacy = privacy_summary(results or {})
