@@ -78,7 +78,7 @@ def probe_students(
     run = Run(cfg)
     run.data()
     stim = run.stimuli()
-    if "targets" not in stim:
+    if "targets" not in stim and any(k.endswith("_targets") for k in missing):
         raise SystemExit(f"{job_dir}: its cached stimuli have no synthesis targets")
     students = {}
     for key in missing:
@@ -125,6 +125,8 @@ def main(args: list[str]) -> None:
     torch.set_num_threads(1)
     sweeps = [Path(a) for a in args]
     jobs = load_jobs(sweeps)
+    if not jobs:
+        raise SystemExit(f"{args}: no finished jobs (no */results.json with privacy.json)")
     utility: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for job in jobs:

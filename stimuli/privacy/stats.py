@@ -141,7 +141,7 @@ def pooled_auc(
         weights = multiplicity[:, np.searchsorted(everyone, p[ok])]
         per_split.append(_weighted_aucs(s[ok], m[ok], weights))
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a draw without members in every split
+        warnings.simplefilter("ignore", RuntimeWarning)  # a draw no split can score (all NaN)
         draws = np.nanmean(np.stack(per_split), axis=0)
     draws = draws[np.isfinite(draws)]
     low, high = np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2])
