@@ -26,6 +26,7 @@ over the splits as in `experiments.person_splits`. Each job's new students are k
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from collections.abc import Callable
@@ -105,28 +106,24 @@ def probe_students(
     return {w: done[w] for w in wanted}
 
 
-def main(args: list[str]) -> None:
-    out, names, label_sets = OUT, ["cnn", "logreg", "svm"], list(LABEL_SETS)
-    for flag in ("--out", "--students", "--labels"):
-        if flag in args:
-            at = args.index(flag)
-            value, args = args[at + 1], args[:at] + args[at + 2 :]
-            if flag == "--out":
-                out = Path(value)
-            elif flag == "--students":
-                names = value.split(",")
-            else:
-                label_sets = value.split(",")
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.label_probe")
+    parser.add_argument("sweeps", nargs="+", type=Path)
+    parser.add_argument("--students", default="cnn,logreg,svm")
+    parser.add_argument("--labels", default=",".join(LABEL_SETS))
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    names, label_sets = args.students.split(","), args.labels.split(",")
     unknown = set(label_sets) - set(LABEL_SETS)
     if unknown:
         raise SystemExit(
             f"--labels: unknown label sets {sorted(unknown)} (known: {list(LABEL_SETS)})"
         )
     torch.set_num_threads(1)
-    sweeps = [Path(a) for a in args]
+    sweeps = args.sweeps
     jobs = load_jobs(sweeps)
     if not jobs:
-        raise SystemExit(f"{args}: no finished jobs (no */results.json with privacy.json)")
+        raise SystemExit(f"{sweeps}: no finished jobs (no */results.json with privacy.json)")
     utility: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for job in jobs:
@@ -161,7 +158,7 @@ def main(args: list[str]) -> None:
         )
     if not rows:
         raise SystemExit(f"{sweeps}: no student-loss scores to pool")
-    write_json(out, plain({"split_seeds": [j["split_seed"] for j in jobs], "rows": rows}))
+    write_json(args.out, plain({"split_seeds": [j["split_seed"] for j in jobs], "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ mean AUC, persons bootstrapped jointly across splits).
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -157,17 +158,17 @@ def membership_table(jobs: list[dict], pooled: dict) -> str:
     return "\n".join(lines)
 
 
-def main(args: list[str]) -> None:
-    out = OUT
-    if "--out" in args:
-        at = args.index("--out")
-        out, args = Path(args[at + 1]), args[:at] + args[at + 2 :]
-    jobs = load_jobs([Path(a) for a in args])
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m experiments.person_splits")
+    parser.add_argument("sweeps", nargs="+", type=Path)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    jobs = load_jobs(args.sweeps)
     if not jobs:
-        raise SystemExit(f"{args}: no finished jobs (no */results.json with privacy.json)")
+        raise SystemExit(f"{args.sweeps}: no finished jobs (no */results.json with privacy.json)")
     pooled = pooled_membership(jobs)
     write_json(
-        out,
+        args.out,
         plain(
             {
                 "split_seeds": [j["split_seed"] for j in jobs],

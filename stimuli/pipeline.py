@@ -21,6 +21,7 @@ from stimuli.io import write_json
 from stimuli.metrics import score
 from stimuli.privacy import audit_privacy
 from stimuli.release import release_stage
+from stimuli.release.stage import releases_soft_labels
 from stimuli.report import inputs_from_run, report_figures, write_report
 from stimuli.stages import cached_stage, stage_keys
 from stimuli.students.neural import NeuralStudent
@@ -162,7 +163,7 @@ class Run:
         stim = self.stimuli()
         # Students a third party could train on the release: without soft labels, no one
         # distils from the teacher's outputs, so those students are not an attack on it.
-        soft_released = bool(self.cfg.get("release", {}).get("soft_labels", True))
+        soft_released = releases_soft_labels(self.cfg)
         students = {
             f"{name}/{variant}": student
             for name, variants in self.students.items()

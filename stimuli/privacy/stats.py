@@ -81,20 +81,12 @@ def bootstrap_auc(
     }
 
 
-def _weighted_auc(scores: np.ndarray, is_member: np.ndarray, weight: np.ndarray) -> float:
-    """ROC AUC where person i counts `weight[i]` times (ties count half); NaN if a class is
-    empty."""
-    drawn = weight > 0
-    if not (is_member & drawn).any() or not (~is_member & drawn).any():
-        return float("nan")
-    return float(roc_auc_score(is_member[drawn], scores[drawn], sample_weight=weight[drawn]))
-
-
 def _weighted_aucs(scores: np.ndarray, is_member: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """`_weighted_auc` for many weightings at once (`weights: (draws, persons)`): with the
-    pairwise member-beats-non-member matrix fixed, each draw's AUC is one bilinear form. Calling
-    scikit-learn once per draw took minutes for a few splits and students; tests check that both
-    agree."""
+    """ROC AUC for many weightings of the persons at once (`weights: (draws, persons)`; person i
+    counts `weights[b, i]` times in draw b, ties count half; NaN where a class is not drawn).
+    With the pairwise member-beats-non-member matrix fixed, each draw's AUC is one bilinear form;
+    calling scikit-learn (`roc_auc_score(sample_weight=...)`) once per draw took minutes for a few
+    splits and students. Tests check that both agree."""
     beats = (scores[is_member, None] > scores[None, ~is_member]) + 0.5 * (
         scores[is_member, None] == scores[None, ~is_member]
     )
@@ -124,10 +116,7 @@ def pooled_auc(
     ]
     everyone = np.unique(np.concatenate([p for p, _, _ in prepared]))
 
-    aucs = [
-        _weighted_auc(s[np.isfinite(s)], m[np.isfinite(s)], np.ones(int(np.isfinite(s).sum())))
-        for _, m, s in prepared
-    ]
+    aucs = [float(roc_auc_score(m[np.isfinite(s)], s[np.isfinite(s)])) for _, m, s in prepared]
     rng = rng_for(seed, "pooled bootstrap")
     multiplicity = np.stack(
         [

@@ -15,17 +15,21 @@ from stimuli.release.forbidden import ForbiddenInfo, forbidden_info
 log = logging.getLogger(__name__)
 
 
+def releases_soft_labels(cfg: Any) -> bool:
+    """Whether the bundle carries the teacher's probabilities (`release.soft_labels`)."""
+    return bool((plain_config(cfg.get("release")) or {}).get("soft_labels", True))
+
+
 def release_contents(run: Any) -> tuple[dict[str, np.ndarray], dict]:
     """(arrays, datacard) of the bundle of a `pipeline.Run` whose data stage ran."""
     cfg, dm = run.cfg, run.dm
-    rcfg = plain_config(cfg.get("release")) or {}
     run.teacher_model()  # fills results["teacher"] (the utility summary reads it)
     stim = run.stimuli()
     arrays = {
         "x": np.ascontiguousarray(stim["x"], dtype=np.float32),
         "labels": np.asarray(stim["labels"], dtype=np.int64),
     }
-    if rcfg.get("soft_labels", True):
+    if releases_soft_labels(cfg):
         arrays["soft"] = np.ascontiguousarray(stim["teacher_probs"], dtype=np.float32)
     card = make_datacard(
         arrays,
