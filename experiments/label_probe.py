@@ -5,8 +5,9 @@ stimuli with each label set, pooled over person splits.
                                       [--labels targets,teacher_hard,agreed] [--out RESULTS_JSON]
 
 Each finished job of `+experiment=person_splits` holds students trained on the stimuli's hard
-labels (`stimuli`) and on the teacher's probabilities on them (`stimuli_kd`), with their
-membership scores per person in privacy.json. This adds, for the chosen students, other label
+labels (`stimuli`) and on their soft labels (`stimuli_kd`: the teacher's probabilities in jobs
+made before `soft_labels.teachers` defaulted to 2), with their membership scores per person in
+privacy.json. This adds, for the chosen students, other label
 sets for the same stimuli:
 - `targets`: the synthesis targets, the class probabilities each stimulus was optimised towards.
   They were drawn (flat Dirichlet) before the teacher saw the stimulus, so unlike the teacher's
@@ -16,6 +17,9 @@ sets for the same stimuli:
   bit of its output where the soft labels give its whole confidence;
 - `agreed`: only the stimuli whose teacher decision is their synthesis label, with that label
   (what a release that drops the stimuli the synthesis did not bring to their target holds).
+- `aggregatedK` (K = 2, 3, ...): the mean probabilities of K label teachers, each trained on its
+  own 1/K of the training persons (`soft_labels.teachers=K`, `Run.soft_labels`; cached like the
+  teacher): soft labels that any one person moves less than the teacher's.
 
 The new students are scored on the job's test persons and by the membership attack (the job's
 stimuli, teacher and privacy config, all from the cache), and every student-loss score is pooled
@@ -27,6 +31,7 @@ over the splits as in `experiments.person_splits`. Each job's new students are k
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -59,6 +64,16 @@ LABEL_SETS: dict[str, Callable[[dict], tuple[np.ndarray, np.ndarray, np.ndarray 
     "teacher_hard": lambda stim: (stim["x"], stim["teacher_probs"].argmax(1), None),
     "agreed": _agreed,
 }
+AGGREGATED = re.compile(r"aggregated(\d+)")
+
+
+def label_set(name: str) -> Callable[[dict], tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    if AGGREGATED.fullmatch(name):
+        return lambda stim: (stim["x"], stim["labels"], stim[name])
+    if name not in LABEL_SETS:
+        known = [*LABEL_SETS, "aggregatedK"]
+        raise SystemExit(f"--labels: unknown label set {name!r} (known: {known})")
+    return LABEL_SETS[name]
 
 
 def probe_students(
@@ -78,18 +93,24 @@ def probe_students(
     cfg.quiet = True
     run = Run(cfg)
     run.data()
-    stim = run.stimuli()
+    stim = dict(run.stimuli())
+    for k in sorted({int(m[1]) for w in missing if (m := AGGREGATED.search(w))}):
+        cfg_k = cfg.copy()
+        cfg_k.soft_labels = {"teachers": k, "seed_offset": 100}  # conf/config.yaml's offset
+        run_k = Run(cfg_k)
+        run_k.dm = run.dm
+        stim[f"aggregated{k}"] = run_k.soft_labels()
     if "targets" not in stim and any(k.endswith("_targets") for k in missing):
         raise SystemExit(f"{job_dir}: its cached stimuli have no synthesis targets")
     students = {}
     for key in missing:
-        name, label_set = key.split("/stimuli_")
+        name, label_set_name = key.split("/stimuli_")
         if name not in cfg.students:
             raise SystemExit(f"{job_dir}: no student {name!r} (it has {list(cfg.students)})")
         factory = instantiate(cfg.students[name])
         extra = {"progress": False} if accepts(factory, "progress") else {}
         student = factory(fs=run.dm.fs, seed=int(cfg.seed), **extra)
-        x, labels, soft = LABEL_SETS[label_set](stim)
+        x, labels, soft = label_set(label_set_name)(stim)
         student.fit(x, labels, soft=soft)
         students[key] = student
     x_test, y_test, _ = run.dm.datasets["test"].arrays()
@@ -114,11 +135,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     names, label_sets = args.students.split(","), args.labels.split(",")
-    unknown = set(label_sets) - set(LABEL_SETS)
-    if unknown:
-        raise SystemExit(
-            f"--labels: unknown label sets {sorted(unknown)} (known: {list(LABEL_SETS)})"
-        )
+    for name in label_sets:
+        label_set(name)  # an unknown name fails here, before any training
     torch.set_num_threads(1)
     sweeps = args.sweeps
     jobs = load_jobs(sweeps)

@@ -32,6 +32,8 @@ from stimuli.teacher import (
     build_network,
     evaluate_splits,
     member_file,
+    person_groups,
+    restrict_training_persons,
     train_teacher,
 )
 from stimuli.tracking import Tracker
@@ -69,6 +71,8 @@ class Run:
         self._teacher: torch.nn.Module | None = None
         self._identity: torch.nn.Module | None = None
         self._stimuli: dict | None = None
+        self._soft_labels: np.ndarray | None = None
+        self._label_teachers: TeacherEnsemble | None = None
         self._centroids: torch.Tensor | None = None
         self.loss_history: dict[str, list[float]] | None = None  # synthesis terms per step
         self.students: dict[str, dict[str, object]] = {}
@@ -111,7 +115,7 @@ class Run:
         stim = self.stimuli()
         variants = {"real": (x_train, y_train, None), "stimuli": (stim["x"], stim["labels"], None)}
         if cfg.get("distill", False):
-            variants["stimuli_kd"] = (stim["x"], stim["labels"], stim["teacher_probs"])
+            variants["stimuli_kd"] = (stim["x"], stim["labels"], self.soft_labels())
         (self.out / "students").mkdir(exist_ok=True)
         for name, student_cfg in (cfg.get("students") or {}).items():
             factory = instantiate(student_cfg)
@@ -267,15 +271,21 @@ class Run:
             path, report, built = cached_stage(
                 self.cache_dir, "teacher", self.keys["teacher"], write
             )
-            members = []
-            for i in range(n_models):
-                model = build_network(cfg.model, dm.n_chans, dm.n_classes, dm.n_times)
-                model.load_state_dict(torch.load(path / member_file(i), weights_only=True))
-                members.append(model.eval())
+            members = self._load_teachers(path, n_models)
             self._teacher = members[0] if n_models == 1 else TeacherEnsemble(members).eval()
             self.results["teacher"] = dict(report)
             self.results.setdefault("cache", {})["teacher"] = "trained" if built else "cached"
         return self._teacher
+
+    def _load_teachers(self, folder: Path, n: int) -> list[torch.nn.Module]:
+        """`n` cached networks of the teacher's architecture (`member_file` names), in eval mode."""
+        dm = self.dm
+        members = []
+        for i in range(n):
+            model = build_network(self.cfg.model, dm.n_chans, dm.n_classes, dm.n_times)
+            model.load_state_dict(torch.load(folder / member_file(i), weights_only=True))
+            members.append(model.eval())
+        return members
 
     def identity_model(self) -> torch.nn.Module:
         """The person-ID model of identity inhibition (an `IdentityEnsemble` when
@@ -325,6 +335,67 @@ class Run:
             self.results["stimuli"] = meta
             self.results.setdefault("cache", {})["stimuli"] = "synthesized" if built else "cached"
         return self._stimuli
+
+    def soft_labels(self) -> np.ndarray:
+        """The stimuli's soft labels (what students distil from, and the bundle's `soft`): the
+        teacher's probabilities, or with `soft_labels.teachers` k > 1 the mean probabilities of
+        k label teachers, each trained on its own 1/k of the training persons."""
+        if self._soft_labels is None:
+            stim = self.stimuli()
+            teachers = self.label_teachers()
+            if teachers is None:
+                self._soft_labels = stim["teacher_probs"]
+            else:
+                x = torch.from_numpy(stim["x"])
+                self._soft_labels = predict_proba(teachers, x).numpy().astype(np.float32)
+                agree = self._soft_labels.argmax(1) == stim["teacher_probs"].argmax(1)
+                self.results["soft_labels"]["agreement_with_teacher"] = float(agree.mean())
+        return self._soft_labels
+
+    def label_teachers(self) -> TeacherEnsemble | None:
+        """Subsample and aggregate: k teachers of the teacher's architecture and settings, each
+        trained on one of k disjoint groups of training persons (drawn with seed +
+        `soft_labels.seed_offset`; teacher g gets seed + offset + g). A training person moves
+        one of them, so their mean carries less of any one person than the teacher, which saw
+        them all. None when `soft_labels.teachers` is 1 (the labels are the teacher's)."""
+        scfg = self.cfg.get("soft_labels") or {}
+        k = int(scfg.get("teachers", 1))
+        if k == 1 or self._label_teachers is not None:
+            return self._label_teachers
+        dm, cfg = self.dm, self.cfg
+        offset = int(scfg.get("seed_offset", 100))
+        train = dm.datasets["train"]
+        groups = person_groups(train.person[train.indices], k, int(cfg.seed) + offset)
+
+        def write(folder: Path) -> dict:
+            reports = []
+            for g, persons in enumerate(groups):
+                model, report = train_teacher(
+                    restrict_training_persons(dm, persons),
+                    cfg.model,
+                    cfg.teacher,
+                    int(cfg.seed) + offset + g,
+                    logger=self.tracker.trainer_logger(f"label_teacher{g}"),
+                    progress=self.progress,
+                    trainer_cfg=cfg.trainer,
+                )
+                torch.save(model.state_dict(), folder / member_file(g))
+                reports.append({**report, "n_persons": len(persons)})
+            return {"members": reports}
+
+        path, report, built = cached_stage(
+            self.cache_dir, "label_teachers", self.keys["label_teachers"], write
+        )
+        self._label_teachers = TeacherEnsemble(self._load_teachers(path, k)).eval()
+        self.results["soft_labels"] = {
+            "teachers": k,
+            "persons_per_teacher": [len(g) for g in groups],
+            "members_test": [m["test"] for m in report["members"]],
+            "members_val_kappa": [m["best_epoch_val_kappa"] for m in report["members"]],
+            "test": evaluate_splits(self._label_teachers, dm)["test"],
+        }
+        self.results.setdefault("cache", {})["label_teachers"] = "trained" if built else "cached"
+        return self._label_teachers
 
     @property
     def n_shards(self) -> int:

@@ -70,7 +70,13 @@ def stage_keys(cfg: DictConfig) -> dict[str, str]:
     if not synthesis["weights"].get("competition"):
         synthesis.pop("competitor_steps", None)
     stimuli = config_hash("stimuli", teacher, identity, synthesis)
-    return {"teacher": teacher, "identity": identity, "stimuli": stimuli}
+    label_teachers = config_hash("label_teachers", teacher, cfg.get("soft_labels") or {})
+    return {
+        "teacher": teacher,
+        "identity": identity,
+        "stimuli": stimuli,
+        "label_teachers": label_teachers,
+    }
 
 
 def cached_stage(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -121,6 +123,29 @@ def train_teacher(
     report["epochs"] = epochs
     report["best_epoch_val_kappa"] = float(best.best_model_score or float("nan"))
     return model, report
+
+
+def person_groups(persons: np.ndarray, n_groups: int, seed: int) -> list[np.ndarray]:
+    """The distinct `persons` dealt, in an order drawn with `seed`, into `n_groups` disjoint groups
+    whose sizes differ by at most one."""
+    persons = np.unique(persons)
+    if not 1 <= n_groups <= len(persons):
+        raise ValueError(
+            f"cannot deal {len(persons)} training persons into {n_groups} groups; "
+            "soft_labels.teachers must be between 1 and the number of training persons"
+        )
+    order = np.random.default_rng(seed).permutation(persons)
+    return [np.sort(g) for g in np.array_split(order, n_groups)]
+
+
+def restrict_training_persons(dm: CohortDataModule, persons: np.ndarray) -> CohortDataModule:
+    """A shallow copy of `dm` whose training split holds only the windows of `persons` (the other
+    splits and the normalization are shared)."""
+    train = copy.copy(dm.datasets["train"])
+    train.indices = train.indices[np.isin(train.person[train.indices], persons)]
+    sub = copy.copy(dm)
+    sub.datasets = {**dm.datasets, "train": train}
+    return sub
 
 
 def save_model(model: torch.nn.Module, path: Path) -> None:

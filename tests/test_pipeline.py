@@ -89,8 +89,14 @@ def test_results_json_has_every_block(finished):
 def test_same_seed_same_numbers(finished, tmp_path):
     _, first, _ = finished
     again = tiny_run(tmp_path / "out", tmp_path / "cache")  # fresh cache: everything recomputed
-    assert again["cache"] == {"teacher": "trained", "identity": "trained", "stimuli": "synthesized"}
+    assert again["cache"] == {
+        "teacher": "trained",
+        "identity": "trained",
+        "stimuli": "synthesized",
+        "label_teachers": "trained",
+    }
     assert again["teacher"]["test"] == first["teacher"]["test"]
+    assert again["soft_labels"] == first["soft_labels"]
     assert again["students"] == first["students"]
     assert again["stimuli"]["teacher_agreement"] == first["stimuli"]["teacher_agreement"]
 
@@ -105,7 +111,12 @@ def test_second_job_reuses_teacher_identity_and_stimuli(finished, tmp_path, monk
     monkeypatch.setattr(pipeline, "train_identity_ensemble", no_training)
     monkeypatch.setattr(pipeline, "synthesize", no_training)
     second = tiny_run(tmp_path / "out", cache, "student=logreg")
-    assert second["cache"] == {"teacher": "cached", "identity": "cached", "stimuli": "cached"}
+    assert second["cache"] == {
+        "teacher": "cached",
+        "identity": "cached",
+        "stimuli": "cached",
+        "label_teachers": "cached",
+    }
     assert second["teacher"]["test"] == first["teacher"]["test"]
     assert set(second["students"]) == {"logreg"}
 
@@ -160,6 +171,7 @@ def test_label_probe_trains_students_on_other_label_sets(finished, tmp_path, mon
     out, first, _ = finished
     shutil.copytree(out, tmp_path / "sweep" / "0")
     args = [str(tmp_path / "sweep"), "--students", "logreg", "--out", str(tmp_path / "lp.json")]
+    args += ["--labels", "targets,teacher_hard,agreed,aggregated2"]
     label_probe.main(args)
     rows = {r["student"]: r for r in json.loads((tmp_path / "lp.json").read_text())["rows"]}
     variants = (
@@ -168,10 +180,12 @@ def test_label_probe_trains_students_on_other_label_sets(finished, tmp_path, mon
         "stimuli_targets",
         "stimuli_teacher_hard",
         "stimuli_agreed",
+        "stimuli_aggregated2",
     )
     assert {f"logreg/{v}" for v in variants} <= set(rows)
+    for name in ("logreg/stimuli_targets", "logreg/stimuli_aggregated2"):
+        assert 0 <= rows[name]["membership"]["auc"] <= 1 and 0 < rows[name]["test_acc_mean"] <= 1
     new = rows["logreg/stimuli_targets"]
-    assert 0 <= new["membership"]["auc"] <= 1 and 0 < new["test_acc_mean"] <= 1
     kd = first["privacy"]["membership"]["release"]["student_loss/logreg/stimuli_kd"]["auc"]
     assert rows["logreg/stimuli_kd"]["membership"]["split_aucs"] == [pytest.approx(kd, abs=1e-4)]
     assert (
@@ -192,10 +206,31 @@ def test_label_probe_trains_students_on_other_label_sets(finished, tmp_path, mon
     assert again == rows
 
 
+def test_membership_baselines_recompute_the_audits_distance_scores(finished, tmp_path, monkeypatch):
+    import shutil
+
+    from experiments import membership_baselines
+
+    out, first, _ = finished
+    shutil.copytree(out, tmp_path / "sweep" / "0")
+    args = [str(tmp_path / "sweep"), "--out", str(tmp_path / "mb.json")]
+    membership_baselines.main(args)
+    rows = {r["score"]: r for r in json.loads((tmp_path / "mb.json").read_text())["rows"]}
+    audit = first["privacy"]["membership"]
+    assert set(rows) == {"knn_raw", "knn_raw_min", "knn_embedding", "knn_embedding_min"}
+    for name, row in rows.items():  # the same numbers as the job's own audit
+        assert row["release"]["split_aucs"] == [pytest.approx(audit["release"][name]["auc"])]
+        placebo = audit["baselines"][f"placebo_{name}"]["auc"]
+        assert row["placebo"]["split_aucs"] == [pytest.approx(placebo)]
+    monkeypatch.setattr(membership_baselines, "Run", None)  # kept in the job folder
+    membership_baselines.main(args)
+    assert {r["score"]: r for r in json.loads((tmp_path / "mb.json").read_text())["rows"]} == rows
+
+
 def test_label_probe_names_an_unknown_label_set(tmp_path):
     from experiments import label_probe
 
-    with pytest.raises(SystemExit, match="unknown label sets \\['soft'\\]"):
+    with pytest.raises(SystemExit, match="unknown label set 'soft'"):
         label_probe.main([str(tmp_path), "--labels", "targets,soft"])
 
 
@@ -241,7 +276,8 @@ def test_multirun_over_students_trains_the_teacher_once(tmp_path):
     subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, timeout=600)
     jobs = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text()) for i in (0, 1)]
     assert jobs[0]["cache"]["teacher"] == "trained"
-    assert jobs[1]["cache"] == {"teacher": "cached", "identity": "cached", "stimuli": "cached"}
+    assert set(jobs[1]["cache"].values()) == {"cached"}  # teacher, identity, stimuli, labels
+    assert set(jobs[1]["cache"]) == {"teacher", "identity", "stimuli", "label_teachers"}
     assert set(jobs[0]["students"]) == {"logreg"} and set(jobs[1]["students"]) == {"knn"}
 
 
@@ -314,6 +350,19 @@ def test_settings_left_at_their_default_do_not_change_cache_keys(tmp_path):
     assert pipeline.stage_keys(off) == pipeline.stage_keys(absent)
     assert pipeline.stage_keys(off)["teacher"] == base["teacher"]
     assert pipeline.stage_keys(off)["stimuli"] != base["stimuli"]
+    # soft labels: a config from before the setting (a finished job's) keys every stage but the
+    # label teachers as the default does; the number of label teachers keys only them
+    absent = pipeline.stage_keys(compose_config([*TINY, "~soft_labels"], tmp_path, tmp_path))
+    assert {k: v for k, v in absent.items() if k != "label_teachers"} == {
+        k: v for k, v in base.items() if k != "label_teachers"
+    }
+    three = pipeline.stage_keys(
+        compose_config([*TINY, "soft_labels.teachers=3"], tmp_path, tmp_path)
+    )
+    assert three["label_teachers"] != base["label_teachers"]
+    assert {k: three[k] for k in ("teacher", "identity", "stimuli")} == {
+        k: base[k] for k in ("teacher", "identity", "stimuli")
+    }
 
 
 def test_whole_numbers_key_the_same_entry_as_int_or_float(tmp_path):

@@ -27,6 +27,7 @@ from stimuli.privacy import (
     membership_inference,
 )
 from stimuli.privacy.linkage import nights_by_person
+from stimuli.privacy.membership import placebo_release
 from stimuli.privacy.stats import attribution_stats, bootstrap_auc, pooled_auc
 from stimuli.students import ClassicalStudent
 from stimuli.teacher import build_network
@@ -235,7 +236,10 @@ def test_membership_inference_and_its_leaky_control(tiny):
         "knn_embedding_min",
         "student_loss/logreg/stimuli",
     }
+    assert set(summary["baselines"]) == {f"placebo_{n}" for n in summary["release"] if "knn" in n}
     for block in [*summary["release"].values(), *summary["controls"].values()]:
+        assert_auc_block(block)
+    for block in summary["baselines"].values():
         assert_auc_block(block)
     # a handful of copied windows per member is found by the closest-approach scores
     assert summary["controls"]["leaky_knn_raw_min"]["auc"] >= 0.8
@@ -243,6 +247,13 @@ def test_membership_inference_and_its_leaky_control(tiny):
     persons = details["persons"]
     assert len(persons) == 7 and sum(p["member"] for p in persons) == 4
     assert all(np.isfinite(p["teacher_loss"]) and p["teacher_loss"] <= 0 for p in persons)
+
+
+def test_the_placebo_release_is_noise_of_the_release_shape_drawn_from_the_seed():
+    a, b = placebo_release(64, (2, 300), 0), placebo_release(64, (2, 300), 1)
+    assert a.shape == (64, 2, 300) and a.dtype == np.float32
+    assert np.array_equal(a, placebo_release(64, (2, 300), 0)) and not np.array_equal(a, b)
+    assert abs(a.mean()) < 0.02 and abs(a.std() - 1) < 0.02
 
 
 def test_membership_mean_scores_catch_a_tenth_of_the_training_windows(tiny):

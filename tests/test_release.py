@@ -16,10 +16,12 @@ import pytest
 import torch
 
 from stimuli import release
+from stimuli.classifier import predict_proba
 from stimuli.data.stimuli_bundle import StimuliDataModule
 from stimuli.pipeline import Run, run_pipeline
 from stimuli.release import DATE_RE, BundleError, LeakError
 from stimuli.release import stage as release_stage_module
+from stimuli.teacher import person_groups, restrict_training_persons
 from tests.conftest import compose_config
 from tests.test_pipeline import METRICS, TINY
 
@@ -89,15 +91,75 @@ def test_a_release_without_soft_labels_is_audited_without_distilled_students(own
     assert any(n.endswith("_kd") for n in owner.results["privacy"]["membership"]["release"])
 
 
-def test_bundle_round_trips_through_the_datamodule(owner):
+def test_soft_labels_from_teachers_on_disjoint_persons(owner, tmp_path, monkeypatch):
+    overrides = [
+        *OWNER,
+        "soft_labels.teachers=3",
+        "stages=[data,teacher,synthesize,students,evaluate,release]",
+    ]
+    results = run_pipeline(compose_config(overrides, tmp_path / "run", owner.cache))
+    assert results["cache"]["label_teachers"] == "trained"
+    assert results["cache"]["stimuli"] == "cached"  # the stimuli do not depend on the labels
+    block = results["soft_labels"]
+    assert block["teachers"] == 3 and block["persons_per_teacher"] == [2, 1, 1]
+    assert 0 <= block["agreement_with_teacher"] <= 1 and set(block["test"]) == METRICS
+    assert set(results["students"]["logreg"]["stimuli_kd"]) == METRICS
+    card = json.loads((tmp_path / "run" / "release" / "datacard.json").read_text())
+    assert card["soft_label_teachers"] == 3
+    with np.load(tmp_path / "run" / "release" / "stimuli.npz") as f:
+        x, soft = f["x"], f["soft"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the label teachers were trained again although they are cached")
+
+    monkeypatch.setattr(release_stage_module, "release_contents", None)  # not needed below
+    import stimuli.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "train_teacher", no_training)
+    run = Run(compose_config(overrides, tmp_path / "again", owner.cache))
+    run.data()
+    label_teachers = run.label_teachers()
+    assert run.results["cache"]["label_teachers"] == "cached"
+    # the bundle's soft labels are the label teachers' mean probabilities, not the teacher's
+    expected = predict_proba(label_teachers, torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(soft, expected, atol=1e-6)
+    np.testing.assert_allclose(run.soft_labels(), soft, atol=1e-6)
+    with np.load(owner.out / "stimuli.npz") as f:
+        assert not np.allclose(soft, f["teacher_probs"], atol=1e-3)
+    # each label teacher saw only its own group of training persons
+    train = run.dm.datasets["train"]
+    groups = person_groups(train.person[train.indices], 3, 100)
+    assert sum(len(g) for g in groups) == len(set(np.concatenate(groups))) == 4  # disjoint
+    for group in groups:
+        sub = restrict_training_persons(run.dm, group).datasets["train"]
+        assert set(np.unique(sub.person[sub.indices])) == set(group)
+    assert len(run.dm.datasets["train"]) == len(train)  # the run's own split is untouched
+
+
+def test_person_groups_are_disjoint_balanced_and_seeded():
+    persons = np.repeat([3, 5, 8, 13, 21, 34, 55], 4)  # one entry per window
+    groups = person_groups(persons, 3, seed=0)
+    assert sorted(len(g) for g in groups) == [2, 2, 3]
+    assert sorted(np.concatenate(groups).tolist()) == [3, 5, 8, 13, 21, 34, 55]
+    again = person_groups(persons, 3, seed=0)
+    assert all(np.array_equal(a, b) for a, b in zip(groups, again, strict=True))
+    other = person_groups(persons, 3, seed=1)
+    assert any(not np.array_equal(a, b) for a, b in zip(groups, other, strict=True))
+    with pytest.raises(ValueError, match="7 training persons into 8 groups"):
+        person_groups(persons, 8, seed=0)
+
+
+def test_bundle_round_trips_through_the_datamodule(owner, owner_run):
     with np.load(owner.out / "stimuli.npz") as f:  # the owner's copy (synthesize stage)
-        x, labels, probs = f["x"], f["labels"], f["teacher_probs"]
+        x, labels = f["x"], f["labels"]
     dm = StimuliDataModule(owner.bundle, batch_size=8, val_fraction=0.25, seed=1)
     bx, by, bsoft = dm.arrays()
     assert bx.dtype == np.float32 and by.dtype == np.int64 and bsoft.dtype == np.float32
     np.testing.assert_array_equal(bx, x)
     np.testing.assert_array_equal(by, labels)
-    np.testing.assert_array_equal(bsoft, probs.astype(np.float32))
+    np.testing.assert_array_equal(bsoft, owner_run[0].soft_labels())
+    card = json.loads((owner.bundle / "datacard.json").read_text())
+    assert card["soft_label_teachers"] == owner_run[0].cfg.soft_labels.teachers
     assert (dm.n_chans, dm.n_times, dm.n_classes, dm.fs) == (4, 60, 2, 1.0)
     assert dm.channels == ["airflow", "thorax", "abdomen", "spo2"]
     assert set(dm.checksums) == {"stimuli.npz", "datacard.json"}

@@ -11,7 +11,12 @@ oriented so that higher means "more likely a member" (AUC 0.5 = chance):
   dilutes;
 - `student_loss/NAME`: minus the person's mean cross-entropy under a student trained on the release;
 - controls: `teacher_loss` (the teacher itself) and `leaky_knn_*` (real training windows
-  released as if they were stimuli), which must score clearly above chance.
+  released as if they were stimuli), which must score clearly above chance;
+- baselines: `placebo_knn_*`, the same distances to a placebo release of as many white-noise
+  windows, which carries nothing of the cohort. What a placebo scores comes from the space, not
+  from a release: in the teacher's embedding, members' windows lie farther out than non-members'
+  (the teacher fits them more confidently), so distances to any reference set there can sort
+  persons, in either direction, without a release leaking anything.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ def _log_knn_distance(reference: np.ndarray, query: np.ndarray, k: int) -> np.nd
     positive = d[d > 0]
     floor = 1e-3 * (np.median(positive) if len(positive) else 1.0)
     return np.log(d + floor)
+
+
+def placebo_release(n: int, shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """`n` windows of unit-variance white noise (inputs are standardized), drawn with `seed`."""
+    return rng_for(seed, "placebo").standard_normal((n, *shape)).astype(np.float32)
 
 
 def _cross_entropy(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -93,7 +103,8 @@ def membership_inference(
         return out
 
     scores: dict[str, np.ndarray] = {}
-    for prefix, x in (("", stimuli_x), ("leaky_", leaky_x)):
+    placebo = placebo_release(len(stimuli_x), stimuli_x.shape[1:], seed)
+    for prefix, x in (("", stimuli_x), ("leaky_", leaky_x), ("placebo_", placebo)):
         if x is None:
             continue
         for view, (ref, query) in {"raw": (x, q["x"]), "embedding": (space(x), q["emb"])}.items():
@@ -116,9 +127,11 @@ def membership_inference(
     n_boot, ci = int(mcfg["n_bootstrap"]), float(mcfg["ci"])
     aucs = {name: bootstrap_auc(s, is_member, n_boot, ci, seed) for name, s in scores.items()}
     is_control = {n: n == "teacher_loss" or n.startswith("leaky_") for n in aucs}
+    is_baseline = {n: n.startswith("placebo_") for n in aucs}
     summary = {
-        "release": {n: a for n, a in aucs.items() if not is_control[n]},
+        "release": {n: a for n, a in aucs.items() if not (is_control[n] or is_baseline[n])},
         "controls": {n: a for n, a in aucs.items() if is_control[n]},
+        "baselines": {n: a for n, a in aucs.items() if is_baseline[n]},
         "n_members": int(is_member.sum()),
         "n_non_members": int((~is_member).sum()),
         "windows_per_person": int(np.median(counts)),

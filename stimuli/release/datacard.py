@@ -204,8 +204,10 @@ def make_datacard(
     model: Mapping[str, Any] | None,
     stimuli_meta: Mapping[str, Any] | None = None,
     results: Mapping[str, Any] | None = None,
+    soft_label_teachers: int = 1,
 ) -> dict:
-    """The datacard, built from whitelisted fields only."""
+    """The datacard, built from whitelisted fields only. `soft_label_teachers`: how many
+    teachers' probabilities the soft labels average (1: the teacher's own)."""
     x, labels = arrays["x"], arrays["labels"]
     n, n_chans, n_times = (int(s) for s in x.shape)
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(label_names))
@@ -239,6 +241,8 @@ def make_datacard(
             "n_outputs": len(label_names),
         },
     }
+    if "soft" in arrays:
+        card["soft_label_teachers"] = int(soft_label_teachers)
     if stimuli_meta:
         card["stimuli"] = whitelisted(stimuli_meta, STIMULI_META_KEYS, "stimuli")
     utility = utility_summary(results or {}, soft_labels="soft" in arrays)

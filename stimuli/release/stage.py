@@ -30,7 +30,7 @@ def release_contents(run: Any) -> tuple[dict[str, np.ndarray], dict]:
         "labels": np.asarray(stim["labels"], dtype=np.int64),
     }
     if releases_soft_labels(cfg):
-        arrays["soft"] = np.ascontiguousarray(stim["teacher_probs"], dtype=np.float32)
+        arrays["soft"] = np.ascontiguousarray(run.soft_labels(), dtype=np.float32)
     card = make_datacard(
         arrays,
         channels=dm.channels,
@@ -41,6 +41,7 @@ def release_contents(run: Any) -> tuple[dict[str, np.ndarray], dict]:
         model=cfg.model,
         stimuli_meta=run.results.get("stimuli"),
         results=run.results,
+        soft_label_teachers=int((plain_config(cfg.get("soft_labels")) or {}).get("teachers", 1)),
     )
     return arrays, card
 
@@ -52,6 +53,8 @@ def forbidden_for_run(run: Any) -> ForbiddenInfo:
     cfg = run.cfg
     rcfg = plain_config(cfg.get("release")) or {}
     models = {"teacher": run.teacher_model()}
+    if (label_teachers := run.label_teachers()) is not None:
+        models["label_teachers"] = label_teachers
     if rcfg.get("check_identity_model", True):
         models["identity"] = run.identity_model()
     copy_cfg = rcfg.get("copy_check") or {}
