@@ -112,10 +112,7 @@ def test_soft_labels_from_teachers_on_disjoint_persons(owner, tmp_path, monkeypa
     def no_training(*args, **kwargs):
         raise AssertionError("the label teachers were trained again although they are cached")
 
-    monkeypatch.setattr(release_stage_module, "release_contents", None)  # not needed below
-    import stimuli.pipeline as pipeline
-
-    monkeypatch.setattr(pipeline, "train_teacher", no_training)
+    monkeypatch.setattr("stimuli.pipeline.train_teacher", no_training)
     run = Run(compose_config(overrides, tmp_path / "again", owner.cache))
     run.data()
     label_teachers = run.label_teachers()
@@ -128,7 +125,7 @@ def test_soft_labels_from_teachers_on_disjoint_persons(owner, tmp_path, monkeypa
         assert not np.allclose(soft, f["teacher_probs"], atol=1e-3)
     # each label teacher saw only its own group of training persons
     train = run.dm.datasets["train"]
-    groups = person_groups(train.person[train.indices], 3, 100)
+    groups = person_groups(train.person[train.indices], 3, 0 + 100)  # seed + seed_offset
     assert sum(len(g) for g in groups) == len(set(np.concatenate(groups))) == 4  # disjoint
     for group in groups:
         sub = restrict_training_persons(run.dm, group).datasets["train"]
@@ -235,13 +232,16 @@ def edf_patient_name(data_root: Path) -> str:
     return info["subject_info"]["first_name"]  # "Apnea-ECG": the name part of the patient field
 
 
-def bn_running_mean(run: Run) -> tuple[str, np.ndarray]:
-    state = run.teacher_model().state_dict()
+def bn_running_mean(model: torch.nn.Module) -> tuple[str, np.ndarray]:
+    state = model.state_dict()
     key = next(k for k in state if k.endswith("running_mean"))
     return key, state[key].numpy().copy()
 
 
-@pytest.mark.parametrize("plant", ["record", "edf_patient", "date", "bn_stats", "bn_key", "copy"])
+PLANTS = ["record", "edf_patient", "date", "bn_stats", "label_teacher_bn", "bn_key", "copy"]
+
+
+@pytest.mark.parametrize("plant", PLANTS)
 def test_leak_check_refuses_and_writes_nothing(owner_run, tmp_path, data_root, plant):
     run, forbidden = owner_run
     arrays, card = release.release_contents(run)
@@ -257,9 +257,13 @@ def test_leak_check_refuses_and_writes_nothing(owner_run, tmp_path, data_root, p
         card["made"] = "2000-01-01"
         expect = ["date", "2000-01-01"]
     elif plant == "bn_stats":
-        key, mean = bn_running_mean(run)
+        key, mean = bn_running_mean(run.teacher_model())
         arrays["aux"] = mean
         expect = ["stimuli.npz:aux", f"teacher.{key}"]
+    elif plant == "label_teacher_bn":  # a label teacher's statistics, which the default trains
+        key, mean = bn_running_mean(run.label_teachers())
+        arrays["aux"] = mean
+        expect = ["stimuli.npz:aux", f"label_teachers.{key}"]
     elif plant == "bn_key":
         arrays["running_mean"] = np.zeros(3, np.float32)
         expect = ["running_mean", "state-dict"]
