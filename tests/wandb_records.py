@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from google.protobuf.message import DecodeError
 from wandb.proto import wandb_internal_pb2
 
 BLOCK, HEADER = 32768, 7
@@ -37,15 +39,34 @@ def raw_records(path: Path) -> Iterator[bytes]:
             yield pending + chunk
 
 
-def read_run(run_dir: Path) -> dict:
-    """`{run, history: [{key: value}], summary: {key: value}, files: [path]}` of an offline run."""
+def read_run(run_dir: Path, timeout: float = 120.0) -> dict:
+    """`{run, history: [{key: value}], summary: {key: value}, files: [path]}` of an offline run.
+
+    W&B's service process can still be writing the file when `run.finish()` has returned (seen on
+    a loaded machine: the synthesis curves, the summary and a table were missing), so this reads
+    again until the run's closing `exit` record is there, for at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = _read_records(run_dir)
+        if out.pop("exited") or time.monotonic() > deadline:
+            assert out["run"] is not None, f"{run_dir}: no run record"
+            return out
+        time.sleep(0.5)
+
+
+def _read_records(run_dir: Path) -> dict:
     (path,) = Path(run_dir).glob("run-*.wandb")
-    out: dict = {"run": None, "history": [], "summary": {}, "files": []}
+    out: dict = {"run": None, "history": [], "summary": {}, "files": [], "exited": False}
     for raw in raw_records(path):
         record = wandb_internal_pb2.Record()
-        record.ParseFromString(raw)
+        try:
+            record.ParseFromString(raw)
+        except DecodeError:  # the last record, half written
+            break
         kind = record.WhichOneof("record_type")
-        if kind == "run":
+        if kind == "exit":
+            out["exited"] = True
+        elif kind == "run":
             out["run"] = record.run
         elif kind == "history":
             out["history"].append(
