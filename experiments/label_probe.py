@@ -65,6 +65,11 @@ LABEL_SETS: dict[str, Callable[[dict], tuple[np.ndarray, np.ndarray, np.ndarray 
     "agreed": _agreed,
 }
 AGGREGATED = re.compile(r"aggregated(\d+)")
+# the settings a current run has (jobs made before them have none), so that the label teachers
+# are keyed and cached as a pipeline run's
+SOFT_LABEL_DEFAULTS = OmegaConf.to_container(
+    OmegaConf.load(REPO_ROOT / "conf" / "config.yaml").soft_labels
+)
 
 
 def label_set(name: str) -> Callable[[dict], tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -96,7 +101,7 @@ def probe_students(
     stim = dict(run.stimuli())
     for k in sorted({int(m[1]) for w in missing if (m := AGGREGATED.search(w))}):
         cfg_k = cfg.copy()
-        cfg_k.soft_labels = {"teachers": k, "seed_offset": 100}  # conf/config.yaml's offset
+        cfg_k.soft_labels = {**SOFT_LABEL_DEFAULTS, "teachers": k}
         run_k = Run(cfg_k)
         run_k.dm = run.dm
         stim[f"aggregated{k}"] = run_k.soft_labels()

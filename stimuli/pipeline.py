@@ -352,18 +352,22 @@ class Run:
                 self.results["soft_labels"]["agreement_with_teacher"] = float(agree.mean())
         return self._soft_labels
 
+    @property
+    def n_label_teachers(self) -> int:
+        """`soft_labels.teachers` (1, the teacher itself, for configs made before the setting)."""
+        return int((self.cfg.get("soft_labels") or {}).get("teachers", 1))
+
     def label_teachers(self) -> TeacherEnsemble | None:
         """Subsample and aggregate: k teachers of the teacher's architecture and settings, each
         trained on one of k disjoint groups of training persons (drawn with seed +
         `soft_labels.seed_offset`; teacher g gets seed + offset + g). A training person moves
         one of them, so their mean carries less of any one person than the teacher, which saw
         them all. None when `soft_labels.teachers` is 1 (the labels are the teacher's)."""
-        scfg = self.cfg.get("soft_labels") or {}
-        k = int(scfg.get("teachers", 1))
+        k = self.n_label_teachers
         if k == 1 or self._label_teachers is not None:
             return self._label_teachers
         dm, cfg = self.dm, self.cfg
-        offset = int(scfg.get("seed_offset", 100))
+        offset = int(cfg.soft_labels.seed_offset)
         train = dm.datasets["train"]
         groups = person_groups(train.person[train.indices], k, int(cfg.seed) + offset)
 
@@ -387,12 +391,13 @@ class Run:
             self.cache_dir, "label_teachers", self.keys["label_teachers"], write
         )
         self._label_teachers = TeacherEnsemble(self._load_teachers(path, k)).eval()
+        x_test, y_test, _ = dm.datasets["test"].arrays()
         self.results["soft_labels"] = {
             "teachers": k,
             "persons_per_teacher": [len(g) for g in groups],
             "members_test": [m["test"] for m in report["members"]],
             "members_val_kappa": [m["best_epoch_val_kappa"] for m in report["members"]],
-            "test": evaluate_splits(self._label_teachers, dm)["test"],
+            "test": score(predict_proba(self._label_teachers, torch.from_numpy(x_test)), y_test),
         }
         self.results.setdefault("cache", {})["label_teachers"] = "trained" if built else "cached"
         return self._label_teachers

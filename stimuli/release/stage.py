@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def releases_soft_labels(cfg: Any) -> bool:
-    """Whether the bundle carries the teacher's probabilities (`release.soft_labels`)."""
+    """Whether the bundle carries the stimuli's soft labels (`release.soft_labels`)."""
     return bool((plain_config(cfg.get("release")) or {}).get("soft_labels", True))
 
 
@@ -41,7 +41,7 @@ def release_contents(run: Any) -> tuple[dict[str, np.ndarray], dict]:
         model=cfg.model,
         stimuli_meta=run.results.get("stimuli"),
         results=run.results,
-        soft_label_teachers=int((plain_config(cfg.get("soft_labels")) or {}).get("teachers", 1)),
+        soft_label_teachers=run.n_label_teachers,
     )
     return arrays, card
 
