@@ -120,18 +120,18 @@ def students_table(jobs: list[dict]) -> str:
 
 
 def attribution_table(jobs: list[dict]) -> str:
-    """Stimuli against the pooled non-member reference, for each attack."""
+    """Stimuli against the pooled non-member reference and, where the audit has it, the balanced
+    leaky release (real windows, as many of each training person), for each attack."""
     lines = [
-        "| split seed | classifier: stimuli / outsiders pooled | NN raw | NN embedding "
-        "| auditor control top-1 |",
+        "| split seed | classifier: stimuli / outsiders pooled / balanced leaky | NN raw "
+        "| NN embedding | auditor control top-1 |",
         "|---|---|---|---|---|",
     ]
 
     def cell(block: dict) -> str:
-        s, o = block["release"], block["non_members"]
-        return (
-            f"{s['top1_ratio']:.2f}, {s['entropy']:.3f} / {o['top1_ratio']:.2f}, {o['entropy']:.3f}"
-        )
+        rows = [block["release"], block["non_members"]]
+        rows += [block["leaky_balanced"]] if "leaky_balanced" in block else []
+        return " / ".join(f"{r['top1_ratio']:.2f}, {r['entropy']:.3f}" for r in rows)
 
     for j in jobs:
         p = j["results"]["privacy"]

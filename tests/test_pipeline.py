@@ -67,7 +67,13 @@ def test_results_json_has_every_block(finished):
     assert (
         privacy["n_stimuli"] == 32 and 0 <= privacy["membership"]["release"]["knn_raw"]["auc"] <= 1
     )
-    assert set(privacy["meets_targets"]) == {"release", "controls", "controls_have_power", "all"}
+    assert set(privacy["meets_targets"]) == {
+        "release",
+        "controls",
+        "controls_have_power",
+        "leaky_balanced_meets_attribution",
+        "all",
+    }
     students_attacked = {
         k for k in privacy["membership"]["release"] if k.startswith("student_loss")
     }
@@ -405,3 +411,26 @@ def test_teacher_ensemble_is_trained_cached_and_evaluated(tmp_path):
         assert torch.equal(saved(x), teacher(x))  # teacher.pt holds both members
     evaluation = evaluate_run(out, compose_config(TINY, tmp_path / "e", cache).data, quiet=True)
     assert set(evaluation["teacher"]) == METRICS
+
+
+def test_per_person_accuracy_adds_up_to_the_jobs_test_accuracy(finished, capsys):
+    from experiments import per_person
+
+    out, first, _ = finished
+    per_person.main([str(out), "--students", "cnn,logreg"])
+    assert "| validation persons |" in capsys.readouterr().out
+    result = per_person.per_person_accuracy(out, ["cnn"])
+    assert set(result["test_acc"]) == {"teacher", "cnn/real", "cnn/stimuli", "cnn/stimuli_kd"}
+    rows = result["test_persons"]
+    assert sum(r["windows"] for r in rows) == first["data"]["splits"]["test"]["windows"]
+    for name, acc in (
+        ("teacher", first["teacher"]["test"]["acc"]),
+        ("cnn/stimuli_kd", first["students"]["cnn"]["stimuli_kd"]["acc"]),
+    ):
+        weighted = sum(r["acc"][name] * r["windows"] for r in rows) / sum(
+            r["windows"] for r in rows
+        )
+        assert weighted == pytest.approx(result["test_acc"][name])
+        assert result["test_acc"][name] == pytest.approx(acc, abs=1e-3)
+    with pytest.raises(SystemExit, match="no saved students"):
+        per_person.per_person_accuracy(out, ["no_such_student"])

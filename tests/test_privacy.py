@@ -66,6 +66,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         x=stim["x"],
         real=real,
         leaky=real.leaky_release(len(stim["x"]), seed=0),
+        leaky_balanced=real.balanced_leaky_release(len(stim["x"]), seed=0),
         students={"logreg/stimuli": student.fit(stim["x"], stim["labels"])},
     )
 
@@ -191,15 +192,25 @@ def test_auditor_is_not_the_identity_models_architecture_or_seed(tiny):
 # --- the attacks on a tiny real run --------------------------------------------------------------
 def test_attribution_by_classifier(tiny):
     summary, details = attribution_by_classifier(
-        tiny.dm, tiny.x, privacy_cfg(), seed=0, real=tiny.real, leaky_x=tiny.leaky
+        tiny.dm,
+        tiny.x,
+        privacy_cfg(),
+        seed=0,
+        real=tiny.real,
+        leaky_x=tiny.leaky,
+        leaky_balanced_x=tiny.leaky_balanced,
     )
     control, n_p = summary["control"], tiny.real.n_persons
     assert control["chance"] == pytest.approx(1 / n_p, abs=1e-4)
     assert control["top1_acc"] >= 2 * control["chance"]  # the auditor works on real windows
-    for name in ("release", "leaky"):
+    for name, x in (
+        ("release", tiny.x),
+        ("leaky", tiny.leaky),
+        ("leaky_balanced", tiny.leaky_balanced),
+    ):
         assert_block_in_range(summary[name], n_p)
         assert 1 / n_p - 1e-9 <= summary[name]["confidence"] <= 1
-        assert sum(details[f"{name}_counts"]) == len(tiny.x)
+        assert sum(details[f"{name}_counts"]) == len(x)
     assert_non_member_reference(summary["non_members"], tiny.real)
     # the release of real windows is told apart by the auditor's confidence, not its entropy
     assert summary["leaky"]["confidence"] > control["confidence_non_members"]
@@ -208,19 +219,43 @@ def test_attribution_by_classifier(tiny):
 
 def test_attribution_by_neighbour(tiny):
     summary, details = attribution_by_neighbour(
-        tiny.dm, tiny.teacher, tiny.x, privacy_cfg(), seed=0, real=tiny.real, leaky_x=tiny.leaky
+        tiny.dm,
+        tiny.teacher,
+        tiny.x,
+        privacy_cfg(),
+        seed=0,
+        real=tiny.real,
+        leaky_x=tiny.leaky,
+        leaky_balanced_x=tiny.leaky_balanced,
     )
     assert set(summary) == {"raw", "embedding"}
     for view, block in summary.items():
         assert block["control"]["top1_acc"] > block["control"]["chance"]
-        for name in ("release", "leaky"):
+        for name, x in (("release", tiny.x), ("leaky", tiny.leaky)):
             assert_block_in_range(block[name], tiny.real.n_persons)
             assert 0 < block[name]["agreement"] <= 1
-            assert sum(details[f"{view}_{name}_counts"]) == len(tiny.x)
+            assert sum(details[f"{view}_{name}_counts"]) == len(x)
         assert_non_member_reference(block["non_members"], tiny.real)
         # copies sit on a training window; real held-out windows do not
         assert block["leaky"]["distance"] < 1e-3 * block["control"]["distance_held_out"]
         assert block["release"]["distance"] > 1e-3 * block["control"]["distance_held_out"]
+        # each balanced copy is its own nearest neighbour: a perfectly flat attribution from
+        # the leakiest release, which the spread targets cannot tell from anonymity
+        flat = block["leaky_balanced"]
+        assert flat["top1_ratio"] == pytest.approx(1.0) and flat["entropy"] == pytest.approx(1.0)
+        assert flat["distance"] < 1e-3 * block["control"]["distance_held_out"]
+
+
+def test_balanced_leaky_release_is_real_even_and_seeded(tiny):
+    real = tiny.real
+    x = real.balanced_leaky_release(len(tiny.x), seed=0)
+    per_person = min(len(tiny.x) // real.n_persons, int(real.train_counts.min()))
+    assert len(x) == per_person * real.n_persons
+    rows = {row.tobytes(): i for i, row in enumerate(real.x_train)}
+    persons = real.label[[rows[row.tobytes()] for row in x]]  # every window is a training window
+    assert np.bincount(persons, minlength=real.n_persons).tolist() == [per_person] * real.n_persons
+    np.testing.assert_array_equal(x, real.balanced_leaky_release(len(tiny.x), seed=0))
+    assert not np.array_equal(x, real.balanced_leaky_release(len(tiny.x), seed=1))
 
 
 def test_membership_inference_and_its_leaky_control(tiny):
@@ -336,6 +371,10 @@ def test_audit_privacy_is_plain_json_consistent_and_seeded(tiny):
         b["auc"] <= 0.55 and b["covers_chance"] for b in membership
     )
     assert targets["controls"]["copy_leaky"] is True
+    # the balanced leaky release meets the nearest-neighbour spread targets: they have no power
+    flat = targets["leaky_balanced_meets_attribution"]
+    assert set(flat) == set(targets["release"]) - {"membership", "copy_distance"}
+    assert flat["attribution_neighbour_raw"] is True
     assert targets["all"] == (targets["controls_have_power"] and all(targets["release"].values()))
     assert set(summary["seconds"]) >= {"attribution_classifier", "membership", "total"}
     again, again_details = audit_privacy(tiny.dm, tiny.teacher, tiny.x, tiny.students, cfg, 0)

@@ -3,7 +3,9 @@
 Both report the attribution distribution over the training persons (top-1 share, normalized
 entropy, KL to the persons' shares of the training windows) and a per-stimulus confidence, since
 a release of real windows spread over everyone has a high-entropy distribution too: only the
-confidence (auditor posterior, neighbour agreement, nearest distance) sets it apart.
+confidence (auditor posterior, neighbour agreement, nearest distance) sets it apart. The control
+`leaky_balanced` shows it: as many real windows of each training person, the leakiest release
+there is, and the flattest attribution.
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ def _sample(n: int, size: int | None, seed: int, purpose: str) -> np.ndarray:
     if size is None or n <= size:
         return np.arange(n)
     return np.sort(rng_for(seed, purpose).choice(n, size, replace=False))
+
+
+def _releases(
+    stimuli_x: np.ndarray, leaky_x: np.ndarray | None, leaky_balanced_x: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """The release and the leaky controls that are present, by the name they are reported under."""
+    named = {"release": stimuli_x, "leaky": leaky_x, "leaky_balanced": leaky_balanced_x}
+    return {name: x for name, x in named.items() if x is not None}
 
 
 def _split_counts(stats: dict) -> tuple[dict, list[int]]:
@@ -73,6 +83,7 @@ def attribution_by_classifier(
     auditor: torch.nn.Module | None = None,
     real: RealWindows | None = None,
     leaky_x: np.ndarray | None = None,
+    leaky_balanced_x: np.ndarray | None = None,
     progress: bool = False,
 ) -> tuple[dict, dict]:
     cfg = config_dict(cfg)
@@ -100,9 +111,7 @@ def attribution_by_classifier(
         "training_counts": real.train_counts.tolist(),
         "control_acc_per_person": [float(hits[truth == i].mean()) for i in range(n_p)],
     }
-    for name, x in (("release", stimuli_x), ("leaky", leaky_x)):
-        if x is None:
-            continue
+    for name, x in _releases(stimuli_x, leaky_x, leaky_balanced_x).items():
         p = posteriors(auditor, x)
         stats, counts = _split_counts(attribution_stats(p.argmax(1), n_p, real.train_counts))
         summary[name] = {**stats, "confidence": float(p.max(1).mean())}
@@ -133,6 +142,7 @@ def attribution_by_neighbour(
     *,
     real: RealWindows | None = None,
     leaky_x: np.ndarray | None = None,
+    leaky_balanced_x: np.ndarray | None = None,
 ) -> tuple[dict, dict]:
     """The person of each stimulus's nearest real training window, in raw space and in the
     teacher's standardized embedding space. Control: the same attack naming the persons of real
@@ -166,9 +176,7 @@ def attribution_by_neighbour(
                 base["person"], real.person_out[outs], n_p, real.train_counts
             ),
         }
-        for name, x in (("release", stimuli_x), ("leaky", leaky_x)):
-            if x is None:
-                continue
+        for name, x in _releases(stimuli_x, leaky_x, leaky_balanced_x).items():
             res = _neighbour_attack(train, real.label, to_view(x), k)
             stats, counts = _split_counts(attribution_stats(res["person"], n_p, real.train_counts))
             block[name] = {

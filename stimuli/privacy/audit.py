@@ -63,10 +63,23 @@ def meets_targets(summary: Mapping[str, Any], targets: Mapping[str, Any]) -> dic
             controls[f"membership_{name}"] = None if auc is None else auc >= leaky_min
     controls["copy_leaky"] = cd["leaky"]["flagged"] > 0 if "leaky" in cd else None
     powered = all(v for v in controls.values() if v is not None)
+    # The attribution targets applied to the balanced leaky release (real windows, as many of
+    # each training person): True says that the target is met by the leakiest release too, so
+    # meeting it cannot show anonymity.
+    attribution = {
+        "attribution_classifier": ac,
+        **{f"attribution_neighbour_{v}": b for v, b in an.items()},
+    }
+    leaky_balanced = {
+        name: spread(block["leaky_balanced"])
+        for name, block in attribution.items()
+        if "leaky_balanced" in block
+    }
     return {
         "release": release,
         "controls": controls,
         "controls_have_power": powered,
+        "leaky_balanced_meets_attribution": leaky_balanced or None,
         "all": powered and all(release.values()),
     }
 
@@ -87,13 +100,16 @@ def audit_privacy(
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     real = RealWindows.for_audit(dm, cfg)
-    leaky = real.leaky_release(len(x), seed) if cfg.get("leaky_control", True) else None
+    leaky = balanced = None
+    if cfg.get("leaky_control", True):
+        leaky = real.leaky_release(len(x), seed)
+        balanced = real.balanced_leaky_release(len(x), seed)
     attacks = {
         "attribution_classifier": lambda: attribution_by_classifier(
-            dm, x, cfg, seed, real=real, leaky_x=leaky, progress=progress
+            dm, x, cfg, seed, real=real, leaky_x=leaky, leaky_balanced_x=balanced, progress=progress
         ),
         "attribution_neighbour": lambda: attribution_by_neighbour(
-            dm, teacher, x, cfg, seed, real=real, leaky_x=leaky
+            dm, teacher, x, cfg, seed, real=real, leaky_x=leaky, leaky_balanced_x=balanced
         ),
         "linkage": lambda: (
             cross_night_linkage(dm, cfg, seed, progress=progress)

@@ -70,3 +70,15 @@ class RealWindows:
         rng = rng_for(seed, "leaky")
         idx = np.sort(rng.choice(len(self.x_train), min(n, len(self.x_train)), replace=False))
         return self.x_train[idx]
+
+    def balanced_leaky_release(self, n: int, seed: int) -> np.ndarray:
+        """About `n` real training windows, as many of each training person as the person with
+        the fewest windows allows: the release whose attribution is as flat as data can make it,
+        while every window is a real window of a training person."""
+        rng = rng_for(seed, "leaky-balanced")
+        per_person = max(1, min(n // self.n_persons, int(self.train_counts.min())))
+        idx = [
+            rng.choice(np.flatnonzero(self.label == p), per_person, replace=False)
+            for p in range(self.n_persons)
+        ]
+        return self.x_train[np.sort(np.concatenate(idx))]
