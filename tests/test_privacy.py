@@ -59,14 +59,17 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     teacher, stim = run.teacher_model(), run.stimuli()
     real = RealWindows.from_datamodule(run.dm, 0.3)
     student = ClassicalStudent("logreg", fs=run.dm.fs, C=1.0, class_weight="balanced")
+    leaky = real.leaky_release(len(stim["x"]), seed=0)
+    leaky_balanced = real.balanced_leaky_release(len(stim["x"]), seed=0)
     return SimpleNamespace(
         cfg=run.cfg,
         dm=run.dm,
         teacher=teacher,
         x=stim["x"],
         real=real,
-        leaky=real.leaky_release(len(stim["x"]), seed=0),
-        leaky_balanced=real.balanced_leaky_release(len(stim["x"]), seed=0),
+        leaky=leaky,
+        leaky_balanced=leaky_balanced,
+        controls={"leaky_x": leaky, "leaky_balanced_x": leaky_balanced},
         students={"logreg/stimuli": student.fit(stim["x"], stim["labels"])},
     )
 
@@ -192,13 +195,7 @@ def test_auditor_is_not_the_identity_models_architecture_or_seed(tiny):
 # --- the attacks on a tiny real run --------------------------------------------------------------
 def test_attribution_by_classifier(tiny):
     summary, details = attribution_by_classifier(
-        tiny.dm,
-        tiny.x,
-        privacy_cfg(),
-        seed=0,
-        real=tiny.real,
-        leaky_x=tiny.leaky,
-        leaky_balanced_x=tiny.leaky_balanced,
+        tiny.dm, tiny.x, privacy_cfg(), seed=0, real=tiny.real, **tiny.controls
     )
     control, n_p = summary["control"], tiny.real.n_persons
     assert control["chance"] == pytest.approx(1 / n_p, abs=1e-4)
@@ -219,14 +216,7 @@ def test_attribution_by_classifier(tiny):
 
 def test_attribution_by_neighbour(tiny):
     summary, details = attribution_by_neighbour(
-        tiny.dm,
-        tiny.teacher,
-        tiny.x,
-        privacy_cfg(),
-        seed=0,
-        real=tiny.real,
-        leaky_x=tiny.leaky,
-        leaky_balanced_x=tiny.leaky_balanced,
+        tiny.dm, tiny.teacher, tiny.x, privacy_cfg(), seed=0, real=tiny.real, **tiny.controls
     )
     assert set(summary) == {"raw", "embedding"}
     for view, block in summary.items():
