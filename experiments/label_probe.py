@@ -42,7 +42,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from experiments.person_splits import load_jobs, pooled_membership
+from experiments.person_splits import job_config, load_jobs, pooled_membership
 from stimuli.io import read_json, write_json
 from stimuli.metrics import score
 from stimuli.paths import REPO_ROOT
@@ -93,9 +93,7 @@ def probe_students(
     missing = [w for w in wanted if w not in done]
     if not missing:
         return {w: done[w] for w in wanted}
-    cfg = OmegaConf.load(job_dir / "config_resolved.yaml")
-    cfg.paths.output_dir = str(tmp)
-    cfg.quiet = True
+    cfg = job_config(job_dir, tmp)
     run = Run(cfg)
     run.data()
     stim = dict(run.stimuli())

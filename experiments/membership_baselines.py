@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from experiments.person_splits import load_jobs, pooled_membership
+from experiments.person_splits import job_config, load_jobs, pooled_membership
 from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
 from stimuli.pipeline import Run
@@ -36,9 +36,7 @@ def job_scores(job_dir: Path, tmp: Path) -> list[dict]:
     done_file = job_dir / "membership_baselines.json"
     if done_file.is_file():
         return read_json(done_file)
-    cfg = OmegaConf.load(job_dir / "config_resolved.yaml")
-    cfg.paths.output_dir = str(tmp)
-    cfg.quiet = True
+    cfg = job_config(job_dir, tmp)
     run = Run(cfg)
     run.data()
     pcfg = OmegaConf.to_container(cfg.privacy, resolve=True)

@@ -19,8 +19,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
+from experiments.person_splits import job_config
 from stimuli.classifier import predict_proba
 from stimuli.io import write_json
 from stimuli.pipeline import Run
@@ -37,10 +37,8 @@ def job_models(job_dir: Path, students: list[str] | None) -> dict[str, object]:
 
 
 def per_person_accuracy(job_dir: Path, students: list[str] | None = None) -> dict:
-    cfg = OmegaConf.load(job_dir / "config_resolved.yaml")
     with tempfile.TemporaryDirectory() as tmp:
-        cfg.paths.output_dir, cfg.quiet = tmp, True
-        run = Run(cfg)
+        run = Run(job_config(job_dir, tmp))
         run.data()
         teacher = run.teacher_model()
     models = {"teacher": None, **job_models(job_dir, students)}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.tables import acc_kappa
 from stimuli.io import read_json, write_json
@@ -24,6 +25,15 @@ from stimuli.paths import REPO_ROOT
 from stimuli.privacy.stats import plain, pooled_auc
 
 OUT = REPO_ROOT / "experiments" / "results" / "person_splits.json"
+
+
+def job_config(job_dir: Path, output_dir: Path | str) -> DictConfig:
+    """A finished job's resolved config, quiet, writing to `output_dir` (not the job folder), to
+    reopen the job with `stimuli.pipeline.Run`: its cached stages load instead of being redone."""
+    cfg = OmegaConf.load(job_dir / "config_resolved.yaml")
+    cfg.paths.output_dir = str(output_dir)
+    cfg.quiet = True
+    return cfg
 
 
 def load_jobs(sweeps: list[Path]) -> list[dict]:

@@ -40,9 +40,12 @@ def meets_targets(summary: Mapping[str, Any], targets: Mapping[str, Any]) -> dic
     ac, an = summary["attribution_classifier"], summary["attribution_neighbour"]
     mi, cd, ln = summary["membership"], summary["copy_distance"], summary["linkage"]
     release_aucs = [a for a in mi["release"].values() if a["auc"] is not None]
+    attribution = {
+        "attribution_classifier": ac,
+        **{f"attribution_neighbour_{v}": b for v, b in an.items()},
+    }
     release = {
-        "attribution_classifier": spread(ac["release"]),
-        **{f"attribution_neighbour_{v}": spread(b["release"]) for v, b in an.items()},
+        **{name: spread(block["release"]) for name, block in attribution.items()},
         "membership": all(
             a["auc"] <= float(targets["auc_max"]) and a["covers_chance"] for a in release_aucs
         ),
@@ -66,10 +69,6 @@ def meets_targets(summary: Mapping[str, Any], targets: Mapping[str, Any]) -> dic
     # The attribution targets applied to the balanced leaky release (real windows, as many of
     # each training person): True says that the target is met by the leakiest release too, so
     # meeting it cannot show anonymity.
-    attribution = {
-        "attribution_classifier": ac,
-        **{f"attribution_neighbour_{v}": b for v, b in an.items()},
-    }
     leaky_balanced = {
         name: spread(block["leaky_balanced"])
         for name, block in attribution.items()
