@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from experiments.person_splits import job_config, load_jobs, pooled_membership
 from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
-from stimuli.pipeline import Run
+from stimuli.pipeline import open_job
 from stimuli.privacy.membership import membership_inference
 from stimuli.privacy.stats import plain
 
@@ -37,11 +37,10 @@ def job_scores(job_dir: Path, tmp: Path) -> list[dict]:
     if done_file.is_file():
         return read_json(done_file)
     cfg = job_config(job_dir, tmp)
-    run = Run(cfg)
-    run.data()
+    job = open_job(cfg)
     pcfg = OmegaConf.to_container(cfg.privacy, resolve=True)
     _, details = membership_inference(
-        run.dm, run.teacher_model(), run.stimuli()["x"], {}, pcfg, int(cfg.seed)
+        job.get("dm"), job.get("teacher"), job.get("stimuli")["x"], {}, pcfg, int(cfg.seed)
     )
     write_json(done_file, plain(details["persons"]))
     return details["persons"]

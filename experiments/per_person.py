@@ -23,7 +23,7 @@ import torch
 from experiments.person_splits import job_config
 from stimuli.classifier import predict_proba
 from stimuli.io import write_json
-from stimuli.pipeline import Run
+from stimuli.pipeline import open_job
 
 
 def job_models(job_dir: Path, students: list[str] | None) -> dict[str, object]:
@@ -38,9 +38,8 @@ def job_models(job_dir: Path, students: list[str] | None) -> dict[str, object]:
 
 def per_person_accuracy(job_dir: Path, students: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        run = Run(job_config(job_dir, tmp))
-        run.data()
-        teacher = run.teacher_model()
+        job = open_job(job_config(job_dir, tmp))
+        dm, teacher = job.get("dm"), job.get("teacher")
     models = {"teacher": None, **job_models(job_dir, students)}
     if len(models) == 1:
         raise SystemExit(f"{job_dir}: no saved students match {students}")
@@ -50,8 +49,8 @@ def per_person_accuracy(job_dir: Path, students: list[str] | None = None) -> dic
             return predict_proba(teacher, torch.from_numpy(x)).numpy().argmax(1)
         return np.asarray(model.predict_proba(x)).argmax(1)
 
-    x, y, person = run.dm.datasets["test"].arrays()
-    x_val, y_val, _ = run.dm.datasets["val"].arrays()
+    x, y, person = dm.datasets["test"].arrays()
+    x_val, y_val, _ = dm.datasets["val"].arrays()
     hits = {name: predicted(m, x) == y for name, m in models.items()}
     rows = []
     for p in np.unique(person):

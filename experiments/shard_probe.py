@@ -25,7 +25,8 @@ from omegaconf import OmegaConf
 from stimuli.config import compose_config
 from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
-from stimuli.pipeline import Run
+from stimuli.pipeline import open_job
+from stimuli.pipeline.build_stages import shard_entry
 from stimuli.privacy.attribution import train_auditor
 from stimuli.privacy.auditor import posteriors
 from stimuli.privacy.neighbours import knn
@@ -56,16 +57,16 @@ def probe(name: str, overrides: list[str], tmp: str, state: dict) -> dict:
             *overrides,
         ]
     )
-    run = Run(cfg)
-    run.data()
+    job = open_job(cfg)
+    dm = job.get("dm")
     if "auditor" not in state:
         pcfg = OmegaConf.to_container(cfg.privacy, resolve=True)
-        state["real"] = RealWindows.for_audit(run.dm, pcfg)
+        state["real"] = RealWindows.for_audit(dm, pcfg)
         state["auditor"] = train_auditor(state["real"], pcfg, int(cfg.seed))
         state["real_stats"] = signal_stats(state["real"].x_train)
     real = state["real"]
-    path, _ = run.stimulus_shard(0)
-    shard = np.load(path / "shard.npz")
+    entry = shard_entry(job.ctx, dm, job.get("teacher"), job.get("identity"), 0)
+    shard = np.load(entry.path / "shard.npz")
     x = shard["x"].astype(np.float32)
     by_auditor = posteriors(state["auditor"], x).argmax(1)
     nearest = real.label[knn(real.x_train, x, 1)[1][:, 0]]

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from pytorch_lightning import LightningModule
 from torch import Tensor, nn
 
+from stimuli.augment import random_amplitude_scale, random_time_shift
 from stimuli.metrics import binary_metrics
-from stimuli.synthesis.augment import random_amplitude_scale, random_time_shift
 
 
 class Classifier(LightningModule):

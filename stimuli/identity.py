@@ -7,6 +7,10 @@ uses it during synthesis, and the privacy audit trains its own (different) one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytorch_lightning as pl
 import torch
@@ -15,7 +19,8 @@ from torch import Tensor, nn
 
 from stimuli.classifier import Classifier, embed, predict_proba
 from stimuli.data.cohort import CohortDataModule
-from stimuli.teacher import build_network
+from stimuli.models import build_network, load_member, member_file
+from stimuli.store import ArtifactStore
 from stimuli.training import array_loader, make_trainer
 
 
@@ -55,15 +60,53 @@ class IdentityEnsemble(nn.Module):
         return self.members[0].embed(x)
 
 
+def identity_ensemble(
+    dm: CohortDataModule,
+    cfg: DictConfig,
+    seed: int,
+    store: ArtifactStore,
+    key: str,
+    *,
+    trainer_cfg: Mapping[str, Any] | None = None,
+    logger: Any = False,
+    progress: bool = False,
+) -> tuple[nn.Module, dict, bool]:
+    """The person-ID model of identity inhibition, trained once per `key` and cached:
+    `cfg.model` and each of `cfg.ensemble` (an `IdentityEnsemble` when there are several).
+    Returns (model in eval mode, report, whether this call trained it)."""
+
+    def write(folder: Path) -> dict:
+        members, report = train_identity_ensemble(
+            dm, cfg, seed, trainer_cfg=trainer_cfg, progress=progress, logger=logger
+        )
+        for i, model in enumerate(members):
+            torch.save(model.state_dict(), folder / member_file(i))
+        return report
+
+    entry = store.entry("identity", key, write)
+    configs = [cfg.model, *(cfg.get("ensemble") or [])]
+    shape = (dm.n_chans, entry.meta["n_persons"], dm.n_times)
+    members = [load_member(entry.path / member_file(i), c, shape) for i, c in enumerate(configs)]
+    model = members[0] if len(members) == 1 else IdentityEnsemble(members).eval()
+    return model, entry.meta, entry.built
+
+
 def train_identity_ensemble(
-    dm: CohortDataModule, cfg: DictConfig, seed: int, progress: bool = False, logger=False
+    dm: CohortDataModule,
+    cfg: DictConfig,
+    seed: int,
+    trainer_cfg: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    logger: Any = False,
 ) -> tuple[list[torch.nn.Module], dict]:
     """`cfg.model` and each of `cfg.ensemble` (more model configs, default none), each with its
     own seed; the report is the first model's, with every member's accuracy."""
     configs = [cfg.model, *(cfg.get("ensemble") or [])]
     members, reports = [], []
     for i, model_cfg in enumerate(configs):
-        model, report = train_identity(dm, model_cfg, cfg, seed + 10 * i, progress, logger)
+        model, report = train_identity(
+            dm, model_cfg, cfg, seed + 10 * i, trainer_cfg, progress, logger
+        )
         members.append(model)
         reports.append(report)
     report = dict(reports[0])
@@ -77,8 +120,9 @@ def train_identity(
     model_cfg: DictConfig,
     cfg: DictConfig,
     seed: int,
+    trainer_cfg: Mapping[str, Any] | None = None,
     progress: bool = False,
-    logger=False,
+    logger: Any = False,
 ) -> tuple[torch.nn.Module, dict]:
     pl.seed_everything(seed, workers=True)
     data = identity_arrays(dm, cfg.holdout)
@@ -93,7 +137,8 @@ def train_identity(
     )
     fit = data["fit"]
     loader = array_loader(data["x"][fit], data["y"][fit], cfg.batch_size, shuffle=True, seed=seed)
-    make_trainer(max_steps=cfg.steps, progress=progress, logger=logger).fit(module, loader)
+    trainer = make_trainer(trainer_cfg, max_steps=cfg.steps, progress=progress, logger=logger)
+    trainer.fit(module, loader)
     model = module.model.eval()
     held = data["held"]
     probs = predict_proba(model, torch.from_numpy(data["x"][held]))

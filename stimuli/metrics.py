@@ -12,24 +12,26 @@ from torchmetrics.classification import (
     BinaryF1Score,
 )
 
+# The metrics `score` returns (and every block of results.json holds), in report order.
 METRIC_NAMES = ("acc", "kappa", "auroc", "f1")
+# The metrics of a student's gap: its score trained on real windows minus on stimuli.
+GAP_METRICS = ("acc", "kappa")
+_METRICS = {
+    "acc": BinaryAccuracy,
+    "kappa": BinaryCohenKappa,
+    "auroc": BinaryAUROC,
+    "f1": BinaryF1Score,
+}
 
 
 def binary_metrics(prefix: str = "") -> MetricCollection:
-    """Metrics over the probability of class 1 (apnea)."""
-    return MetricCollection(
-        {
-            "acc": BinaryAccuracy(),
-            "kappa": BinaryCohenKappa(),
-            "auroc": BinaryAUROC(),
-            "f1": BinaryF1Score(),
-        },
-        prefix=prefix,
-    )
+    """Metrics over the probability of class 1 (apnea), one per `METRIC_NAMES`."""
+    return MetricCollection({name: _METRICS[name]() for name in METRIC_NAMES}, prefix=prefix)
 
 
 def score(probs: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> dict[str, float]:
-    """`{acc, kappa, auroc, f1}` of `(N, 2)` class probabilities (or `(N,)` P(apnea))."""
+    """`METRIC_NAMES` (acc, kappa, auroc, f1; rounded to 4 digits) of `(N, 2)` class
+    probabilities (or `(N,)` P(apnea)) against labels `y`."""
     p = torch.as_tensor(np.asarray(probs), dtype=torch.float32)
     if p.ndim == 2:
         p = p[:, 1]

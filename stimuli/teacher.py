@@ -1,16 +1,22 @@
-"""Stage `teacher`: fit the teacher on training persons, select on validation persons' kappa."""
+"""The teacher: fitted on the training persons, selected on the validation persons' kappa.
+
+Also the label teachers (the teacher's architecture and settings on disjoint groups of training
+persons), whose mean probabilities are the stimuli's soft labels. Both are cached in the
+artifact store, member `i` of an ensemble as `member_file(i)`.
+"""
 
 from __future__ import annotations
 
 import copy
 import logging
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from torch import Tensor, nn
@@ -18,14 +24,11 @@ from torch import Tensor, nn
 from stimuli.classifier import Classifier, predict_proba
 from stimuli.data.cohort import CohortDataModule
 from stimuli.metrics import score
+from stimuli.models import build_network, load_member, member_file
+from stimuli.store import ArtifactStore
 from stimuli.training import balanced_class_weights, make_trainer
 
 log = logging.getLogger(__name__)
-
-
-def build_network(model_cfg: DictConfig | dict, n_chans: int, n_outputs: int, n_times: int):
-    """A network from a `conf/model` entry (a partial `_target_` taking the shape signature)."""
-    return instantiate(model_cfg)(n_chans=n_chans, n_outputs=n_outputs, n_times=n_times)
 
 
 class TeacherEnsemble(nn.Module):
@@ -51,11 +54,6 @@ class TeacherEnsemble(nn.Module):
 
     def embed(self, x: Tensor) -> Tensor:
         return torch.cat([m.embed(x) for m in self.members], dim=1)
-
-
-def member_file(index: int) -> str:
-    """Cache file of teacher member `index`; member 0 keeps a single teacher's name."""
-    return "model.pt" if index == 0 else f"model_{index}.pt"
 
 
 def build_teacher(
@@ -91,7 +89,7 @@ def train_teacher(
     seed: int,
     logger=False,
     progress=False,
-    trainer_cfg: DictConfig | None = None,
+    trainer_cfg: Mapping[str, Any] | None = None,
 ) -> tuple[torch.nn.Module, dict]:
     pl.seed_everything(seed, workers=True)
     model = build_network(model_cfg, dm.n_chans, dm.n_classes, dm.n_times)
@@ -108,11 +106,13 @@ def train_teacher(
     with tempfile.TemporaryDirectory() as ckpt_dir:
         best = ModelCheckpoint(dirpath=ckpt_dir, monitor="val/kappa", mode="max", save_top_k=1)
         stop = EarlyStopping(monitor="val/kappa", mode="max", patience=cfg.patience)
-        trainer_args = {"callbacks": [best, stop], "logger": logger, "max_epochs": cfg.max_epochs}
-        if trainer_cfg is not None:  # the `trainer/` config group
-            trainer = instantiate(trainer_cfg, enable_progress_bar=progress, **trainer_args)
-        else:
-            trainer = make_trainer(progress=progress, **trainer_args)
+        trainer = make_trainer(
+            trainer_cfg,
+            max_epochs=cfg.max_epochs,
+            callbacks=[best, stop],
+            logger=logger,
+            progress=progress,
+        )
         trainer.fit(module, datamodule=dm)
         if best.best_model_path:
             state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
@@ -148,5 +148,94 @@ def restrict_training_persons(dm: CohortDataModule, persons: np.ndarray) -> Coho
     return sub
 
 
-def save_model(model: torch.nn.Module, path: Path) -> None:
-    torch.save(model.state_dict(), path)
+def _loaded(folder: Path, model_cfg: Any, n: int, shape: tuple[int, int, int]) -> list[nn.Module]:
+    return [load_member(folder / member_file(i), model_cfg, shape) for i in range(n)]
+
+
+def teacher_ensemble(
+    dm: CohortDataModule,
+    model_cfg: DictConfig,
+    cfg: DictConfig,
+    seed: int,
+    store: ArtifactStore,
+    key: str,
+    *,
+    trainer_cfg: Mapping[str, Any] | None = None,
+    logger_for: Callable[[str], Any] = lambda name: False,
+    progress: bool = False,
+) -> tuple[nn.Module, dict, bool]:
+    """The frozen teacher, trained once per `key`: one network, or with `cfg.n_models` > 1 a
+    `TeacherEnsemble` of networks trained with seeds `seed`, `seed + 1`, ... Returns (model in
+    eval mode, report, whether this call trained it). `logger_for(name)` gives each training
+    its Lightning logger."""
+    n_models = int(cfg.get("n_models", 1))
+
+    def write(folder: Path) -> dict:
+        members, reports = [], []
+        for i in range(n_models):
+            model, report = train_teacher(
+                dm,
+                model_cfg,
+                cfg,
+                seed + i,
+                logger=logger_for("teacher" + (f"{i}" if i else "")),
+                progress=progress,
+                trainer_cfg=trainer_cfg,
+            )
+            torch.save(model.state_dict(), folder / member_file(i))
+            members.append(model)
+            reports.append(report)
+        if n_models == 1:
+            return reports[0]
+        report = evaluate_splits(TeacherEnsemble(members).eval(), dm)
+        report["members"] = reports
+        return report
+
+    entry = store.entry("teacher", key, write)
+    members = _loaded(entry.path, model_cfg, n_models, (dm.n_chans, dm.n_classes, dm.n_times))
+    model = members[0] if n_models == 1 else TeacherEnsemble(members).eval()
+    return model, entry.meta, entry.built
+
+
+def label_teacher_ensemble(
+    dm: CohortDataModule,
+    model_cfg: DictConfig,
+    cfg: DictConfig,
+    n_teachers: int,
+    seed: int,
+    store: ArtifactStore,
+    key: str,
+    *,
+    trainer_cfg: Mapping[str, Any] | None = None,
+    logger_for: Callable[[str], Any] = lambda name: False,
+    progress: bool = False,
+) -> tuple[TeacherEnsemble, dict, bool]:
+    """Subsample and aggregate: `n_teachers` teachers of the teacher's architecture and settings
+    `cfg`, each trained on one of as many disjoint groups of training persons (dealt with
+    `seed`; teacher g trains with `seed + g`). A training person moves one of them, so their
+    mean carries less of any one person than the teacher, which saw them all. Returns (the
+    ensemble, report with `groups`, whether this call trained it)."""
+    train = dm.datasets["train"]
+    groups = person_groups(train.person[train.indices], n_teachers, seed)
+
+    def write(folder: Path) -> dict:
+        reports = []
+        for g, persons in enumerate(groups):
+            model, report = train_teacher(
+                restrict_training_persons(dm, persons),
+                model_cfg,
+                cfg,
+                seed + g,
+                logger=logger_for(f"label_teacher{g}"),
+                progress=progress,
+                trainer_cfg=trainer_cfg,
+            )
+            torch.save(model.state_dict(), folder / member_file(g))
+            reports.append({**report, "n_persons": len(persons)})
+        return {"members": reports}
+
+    entry = store.entry("label_teachers", key, write)
+    shape = (dm.n_chans, dm.n_classes, dm.n_times)
+    ensemble = TeacherEnsemble(_loaded(entry.path, model_cfg, n_teachers, shape)).eval()
+    report = {**entry.meta, "persons_per_teacher": [len(g) for g in groups]}
+    return ensemble, report, entry.built

@@ -1,10 +1,14 @@
 """The third party's side: train students on a released bundle alone, score them on own data.
 
-`python -m stimuli.run +experiment=third_party release_path=RUN/release data=closed_resp
-student=cnn` (`stages=[third_party]`) needs nothing of the data owner but the bundle: each
-student is fitted on the stimuli (hard labels, `stimuli`; and on the teacher's soft labels,
-`stimuli_kd`, when the bundle has them and `distill=true`) and scored on every window of the
-third party's cohort (`data=...`), written to `third_party.json` in the run folder.
+    python -m stimuli.third_party +experiment=third_party release_path=RUN/release \
+        data=closed_resp student=cnn
+
+(or `python -m stimuli.run` with the same overrides: `stages=[third_party]` comes here) needs
+nothing of the data owner but the bundle: each student is fitted on the stimuli (hard labels,
+`stimuli`; and on the teacher's soft labels, `stimuli_kd`, when the bundle has them and
+`distill=true`) and scored on every window of the third party's cohort (`data=...`), written to
+`third_party.json` in the run folder (a student that could not be trained on a variant gets
+`{"error": message}` there), the students themselves to `students/NAME-VARIANT.joblib`.
 """
 
 from __future__ import annotations
@@ -13,16 +17,17 @@ import logging
 import time
 from pathlib import Path
 
-import joblib
+import hydra
 import numpy as np
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+import stimuli  # noqa: F401  (registers the config resolvers)
 from stimuli.data.stimuli_bundle import StimuliDataModule
 from stimuli.io import write_json
-from stimuli.metrics import score
+from stimuli.students.fit import Variants, fit_students, score_students, student_factories
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +83,19 @@ def run_third_party(cfg: DictConfig) -> dict:
     dm = instantiate(cfg.data, progress=not cfg.get("quiet", False))
     x_own, y_own = own_windows(dm, bundle)
     x, labels, soft = bundle.arrays()
-    variants = {"stimuli": None}
+    variants: Variants = {"stimuli": (x, labels, None)}
     if soft is not None and cfg.get("distill", True):
-        variants["stimuli_kd"] = soft
+        variants["stimuli_kd"] = (x, labels, soft)
 
-    students: dict[str, dict] = {}
-    (out / "students").mkdir(exist_ok=True)
     t0 = time.perf_counter()
-    for name, student_cfg in (cfg.get("students") or {}).items():
-        factory = instantiate(student_cfg)
-        for variant, soft_labels in variants.items():
-            student = factory(fs=bundle.fs, seed=seed).fit(x, labels, soft=soft_labels)
-            joblib.dump(student, out / "students" / f"{name}-{variant}.joblib")
-            students.setdefault(name, {})[variant] = score(student.predict_proba(x_own), y_own)
+    fitted = fit_students(
+        student_factories(cfg.get("students")),
+        variants,
+        fs=bundle.fs,
+        seed=seed,
+        save_dir=out / "students",
+    )
+    students, _ = score_students(fitted, x_own, y_own)
     result = {
         "experiment": cfg.get("task_name"),
         "seed": seed,
@@ -112,8 +117,20 @@ def run_third_party(cfg: DictConfig) -> dict:
     }
     write_json(out / "third_party.json", result)
     for name, block in students.items():
-        print(
-            f"{name:<14}"
-            + "  ".join(f"{v}: acc {m['acc']:.3f} kappa {m['kappa']:.3f}" for v, m in block.items())
-        )
+        print(f"{name:<14}" + "  ".join(_line(v, m) for v, m in block.items()))
     return result
+
+
+def _line(variant: str, metrics: dict) -> str:
+    if "error" in metrics:
+        return f"{variant}: not trained ({metrics['error']})"
+    return f"{variant}: acc {metrics['acc']:.3f} kappa {metrics['kappa']:.3f}"
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    run_third_party(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,15 +1,16 @@
-"""Fitting a `Classifier` with Lightning on arrays or a DataModule, deterministically on CPU."""
+"""Fitting a `Classifier` with Lightning: the one Trainer factory, array loaders, class weights."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,22 @@ def array_loader(
     )
 
 
+# Settings every Trainer here shares unless the `trainer/` config group says otherwise.
+_BASE = {
+    "accelerator": "cpu",
+    "devices": 1,
+    "deterministic": True,
+    "enable_model_summary": False,
+    "num_sanity_val_steps": 0,
+    "log_every_n_steps": 10,
+}
+# Keys of a `trainer/` node that place a job on hardware; the rest (checkpointing, logging
+# cadence) belongs to the run that builds the Trainer.
+PLACEMENT_KEYS = ("accelerator", "devices", "strategy", "precision", "sync_batchnorm")
+
+
 def make_trainer(
+    trainer_cfg: Mapping[str, Any] | None = None,
     *,
     max_epochs: int | None = None,
     max_steps: int = -1,
@@ -45,25 +61,41 @@ def make_trainer(
     logger: Any = False,
     root_dir: str | Path | None = None,
     progress: bool = False,
-    overrides: dict | None = None,
+    single_device: bool = False,
 ) -> pl.Trainer:
-    kwargs = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "deterministic": True,
-        "enable_checkpointing": any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
-        "enable_model_summary": False,
-        "enable_progress_bar": progress,
-        "num_sanity_val_steps": 0,
-        "log_every_n_steps": 10,
-        "max_epochs": max_epochs if max_epochs is not None else (-1 if max_steps > 0 else 1),
-        "max_steps": max_steps,
-        "callbacks": list(callbacks),
-        "logger": logger,
-        "default_root_dir": str(root_dir) if root_dir else None,
+    """The one Trainer factory: every network trained here (teacher, identity model, label
+    teachers, auditor, neural students, competitor) and synthesis get their Trainer from it.
+
+    `trainer_cfg` is the `trainer/` config group (or any subset of its keys: accelerator,
+    devices, precision, strategy, ...); its `_target_` is ignored, this builds a
+    `pytorch_lightning.Trainer`. `single_device=True` drops data-parallel strategies and uses
+    one device of the configured accelerator (synthesis: the stimuli's gradient must not be
+    averaged over ranks).
+    """
+    settings = {
+        k: v for k, v in dict(plain(trainer_cfg) or {}).items() if not str(k).startswith("_")
     }
-    kwargs.update(overrides or {})
+    if single_device:
+        settings = {k: v for k, v in settings.items() if k not in ("strategy", "sync_batchnorm")}
+        settings["devices"] = 1
+    kwargs = {**_BASE, **settings}
+    kwargs.update(
+        enable_checkpointing=any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=progress,
+        max_epochs=max_epochs if max_epochs is not None else (-1 if max_steps > 0 else 1),
+        max_steps=max_steps,
+        callbacks=list(callbacks),
+        logger=logger,
+        default_root_dir=str(root_dir) if root_dir else None,
+    )
     if "spawn" in str(kwargs.get("strategy", "")):
         # file-descriptor sharing fails on the empty storages of a fresh module (gloo, CPU)
         torch.multiprocessing.set_sharing_strategy("file_system")
     return pl.Trainer(**kwargs)
+
+
+def plain(cfg: Any) -> Any:
+    """A plain container of an OmegaConf node (other values unchanged)."""
+    if isinstance(cfg, DictConfig | ListConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg

@@ -30,7 +30,7 @@ from stimuli.privacy.linkage import nights_by_person
 from stimuli.privacy.membership import placebo_release
 from stimuli.privacy.stats import attribution_stats, bootstrap_auc, pooled_auc
 from stimuli.students import ClassicalStudent
-from stimuli.teacher import build_network
+from stimuli.models import build_network
 from tests.conftest import REPO, compose_config
 from tests.test_pipeline import TINY
 

@@ -4,6 +4,24 @@ features the final linear `classifier` sees, so `forward(x) == classifier(embed(
 """
 
 from stimuli.models import cnn, gru, lstm, mlp, resnet1d, transformer  # noqa: F401  (registers)
-from stimuli.models.registry import MODELS, build_model, list_models, register
+from stimuli.models.registry import (
+    MODELS,
+    build_model,
+    build_network,
+    list_models,
+    load_member,
+    member_file,
+    model_parameters,
+    register,
+)
 
-__all__ = ["MODELS", "build_model", "list_models", "register"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "build_network",
+    "list_models",
+    "load_member",
+    "member_file",
+    "model_parameters",
+    "register",
+]

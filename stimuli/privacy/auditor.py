@@ -11,7 +11,7 @@ import pytorch_lightning as pl
 import torch
 
 from stimuli.classifier import Classifier, predict_proba
-from stimuli.teacher import build_network
+from stimuli.models import build_network
 from stimuli.training import array_loader, balanced_class_weights, make_trainer
 
 
@@ -37,7 +37,10 @@ def train_person_model(
         binary=False,
     )
     loader = array_loader(x, person, int(cfg["batch_size"]), shuffle=True, seed=seed)
-    make_trainer(max_steps=int(cfg["steps"]), progress=progress).fit(module, loader)
+    trainer = make_trainer(
+        cfg.get("trainer"), max_steps=int(cfg["steps"]), progress=progress, single_device=True
+    )
+    trainer.fit(module, loader)
     return module.model.eval()
 
 

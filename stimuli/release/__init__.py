@@ -40,7 +40,12 @@ from stimuli.release.forbidden import (
 from stimuli.release.layout import ARRAY_KEYS, CHECKSUMS, DATACARD, FORMAT, NPZ, ZIP_DATE
 from stimuli.release.leaks import LeakError, check_leaks
 from stimuli.release.patterns import DATE_RE
-from stimuli.release.stage import forbidden_for_run, release_contents, release_stage
+from stimuli.release.stage import (
+    forbidden_for_release,
+    release_arrays,
+    releases_soft_labels,
+    write_checked_release,
+)
 
 __all__ = [
     "ARRAY_KEYS",
@@ -57,17 +62,18 @@ __all__ = [
     "check_leaks",
     "checksums",
     "edf_header_terms",
-    "forbidden_for_run",
+    "forbidden_for_release",
     "forbidden_info",
     "make_datacard",
     "npz_bytes",
     "read_bundle",
-    "release_contents",
-    "release_stage",
+    "release_arrays",
+    "releases_soft_labels",
     "state_arrays",
     "utility_summary",
     "verify_bundle",
     "wfdb_header_terms",
     "whitelisted",
+    "write_checked_release",
     "write_release",
 ]

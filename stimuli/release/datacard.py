@@ -10,64 +10,29 @@ from typing import Any
 
 import numpy as np
 
+from stimuli.metrics import METRIC_NAMES
+from stimuli.models import model_parameters
 from stimuli.release.layout import FORMAT, NPZ
 from stimuli.release.patterns import DATE_RE
+from stimuli.schema import DEFAULT_WEIGHTS, SynthesisConfig, public_fields
 
 log = logging.getLogger(__name__)
 
-SYNTHESIS_KEYS = (
-    "n",
-    "shard_size",
-    "steps",
-    "lr",
-    "betas",
-    "schedule",
-    "targets",
-    "max_shift",
-    "shift_mode",
-    "amp_jitter",
-    "clip",
-    "weights",
-    "hidden_top_frac",
-    "centroid_space",
-    "centroid_margin",
-    "centroid_temperature",
-    "competitor_steps",
-)
-SYNTHESIS_WEIGHT_KEYS = (
-    "class",
-    "hidden",
-    "bn",
-    "tv",
-    "l2",
-    "identity_uniform",
-    "identity_mixture",
-    "identity_centroid",
-    "diversity",
-    "competition",
-)
-# Union of the hyperparameters of conf/model/*.yaml (cnn, resnet1d, lstm, gru, mlp, transformer).
-MODEL_KEYS = (
-    "_target_",
-    "_partial_",
-    "channels",
-    "kernel_size",
-    "pool_size",
-    "dropout",
-    "blocks_per_stage",
-    "conv_channels",
-    "max_steps",
-    "hidden_size",
-    "num_layers",
-    "pooling",
-    "hidden",
-    "d_model",
-    "nhead",
-    "dim_feedforward",
-    "max_tokens",
-)
+# Derived from the schema (stimuli/schema.py): every public synthesis setting, every loss weight.
+SYNTHESIS_KEYS = tuple(public_fields(SynthesisConfig))
+SYNTHESIS_WEIGHT_KEYS = tuple(DEFAULT_WEIGHTS)
+
+
+def model_keys(model_cfg: Mapping[str, Any] | None) -> list[str]:
+    """The teacher architecture's public keys: its `_target_` and the hyperparameters its class
+    accepts (the constructor is the one source of what a model config may hold)."""
+    if not model_cfg or "_target_" not in model_cfg:
+        return []
+    return ["_target_", "_partial_", *model_parameters(model_cfg)]
+
+
 STIMULI_META_KEYS = ("n", "steps", "teacher_agreement")
-METRIC_KEYS = ("acc", "kappa", "auroc", "f1")
+METRIC_KEYS = METRIC_NAMES
 _SAFE_STR = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
 
 
@@ -212,6 +177,7 @@ def make_datacard(
     n, n_chans, n_times = (int(s) for s in x.shape)
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(label_names))
     synthesis = plain_config(synthesis) or {}
+    model = plain_config(model) or {}
     synth = whitelisted(synthesis, [k for k in SYNTHESIS_KEYS if k != "weights"], "synthesis")
     if isinstance(synthesis.get("weights"), Mapping):
         synth["weights"] = whitelisted(synthesis["weights"], SYNTHESIS_WEIGHT_KEYS, "weights")
@@ -235,7 +201,7 @@ def make_datacard(
         "soft_labels": "soft" in arrays,
         "synthesis": synth,
         "teacher": {
-            "architecture": whitelisted(plain_config(model), MODEL_KEYS, "model"),
+            "architecture": whitelisted(model, model_keys(model), "model"),
             "n_chans": n_chans,
             "n_times": n_times,
             "n_outputs": len(label_names),

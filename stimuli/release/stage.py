@@ -1,12 +1,17 @@
-"""Stage `release` of a `pipeline.Run`."""
+"""Stage `release`: the bundle's arrays and datacard from explicit inputs, leak-checked, written.
+
+Takes arrays, models and settings; never the runner.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from stimuli.release.bundle import bundle_files, verify_bundle, write_release
 from stimuli.release.datacard import make_datacard, plain_config
@@ -20,59 +25,47 @@ def releases_soft_labels(cfg: Any) -> bool:
     return bool((plain_config(cfg.get("release")) or {}).get("soft_labels", True))
 
 
-def release_contents(run: Any) -> tuple[dict[str, np.ndarray], dict]:
-    """(arrays, datacard) of the bundle of a `pipeline.Run` whose data stage ran."""
-    cfg, dm = run.cfg, run.dm
-    run.teacher_model()  # fills results["teacher"] (the utility summary reads it)
-    stim = run.stimuli()
+def release_arrays(
+    stimuli_x: np.ndarray, labels: np.ndarray, soft: np.ndarray | None
+) -> dict[str, np.ndarray]:
+    """The bundle's arrays: `x`, `labels` and, when given, the soft labels `soft`."""
     arrays = {
-        "x": np.ascontiguousarray(stim["x"], dtype=np.float32),
-        "labels": np.asarray(stim["labels"], dtype=np.int64),
+        "x": np.ascontiguousarray(stimuli_x, dtype=np.float32),
+        "labels": np.asarray(labels, dtype=np.int64),
     }
-    if releases_soft_labels(cfg):
-        arrays["soft"] = np.ascontiguousarray(run.soft_labels(), dtype=np.float32)
-    card = make_datacard(
-        arrays,
-        channels=dm.channels,
-        fs=dm.fs,
-        label_names=dm.label_names,
-        normalize=dm.normalize,
-        synthesis=cfg.synthesis,
-        model=cfg.model,
-        stimuli_meta=run.results.get("stimuli"),
-        results=run.results,
-        soft_label_teachers=run.n_label_teachers,
-    )
-    return arrays, card
+    if soft is not None:
+        arrays["soft"] = np.ascontiguousarray(soft, dtype=np.float32)
+    return arrays
 
 
-def forbidden_for_run(run: Any) -> ForbiddenInfo:
-    """What a bundle of this run must not carry: its cohort, its models, its paths."""
+def forbidden_for_release(
+    dm: Any,
+    models: Mapping[str, nn.Module],
+    *,
+    extra_paths: Sequence[Path],
+    copy_cfg: Mapping[str, Any],
+    seed: int,
+) -> ForbiddenInfo:
+    """What a bundle must not carry: the cohort of `dm`, the `models`' parameters and BatchNorm
+    statistics, the given paths; `copy_cfg` is `privacy.copy` (the copy-distance threshold)."""
     from stimuli.paths import REPO_ROOT
 
-    cfg = run.cfg
-    rcfg = plain_config(cfg.get("release")) or {}
-    models = {"teacher": run.teacher_model()}
-    if (label_teachers := run.label_teachers()) is not None:
-        models["label_teachers"] = label_teachers
-    if rcfg.get("check_identity_model", True):
-        models["identity"] = run.identity_model()
-    copy_cfg = rcfg.get("copy_check") or {}
     return forbidden_info(
-        run.dm,
-        models,
-        extra_paths=[run.out, run.cache_dir, Path.home(), REPO_ROOT],
+        dm,
+        dict(models),
+        extra_paths=[*extra_paths, Path.home(), REPO_ROOT],
         copy_sample=int(copy_cfg.get("max_windows", 3000)),
         copy_percentile=float(copy_cfg.get("percentile", 1.0)),
-        seed=int(cfg.seed),
+        seed=int(seed),
     )
 
 
-def release_stage(run: Any) -> dict:
-    """Stage `release` of a `pipeline.Run`: build, check and write `release/` in the run folder."""
-    arrays, card = release_contents(run)
-    forbidden = forbidden_for_run(run)
-    dest = write_release(run.out / "release", bundle_files(arrays, card), forbidden)
+def write_checked_release(
+    dest: Path, arrays: Mapping[str, np.ndarray], card: Mapping[str, Any], forbidden: ForbiddenInfo
+) -> dict:
+    """Check and write the bundle to `dest` (nothing is written when a leak is found); returns
+    the `release` block of results.json."""
+    dest = write_release(dest, bundle_files(arrays, card), forbidden)
     sums = verify_bundle(dest)
     log.info("release: %d stimuli written to %s", len(arrays["x"]), dest)
     return {
@@ -82,3 +75,12 @@ def release_stage(run: Any) -> dict:
         "sha256": sums,
         "copy_check": dict(forbidden.copy_stats),
     }
+
+
+__all__ = [
+    "forbidden_for_release",
+    "make_datacard",
+    "release_arrays",
+    "releases_soft_labels",
+    "write_checked_release",
+]

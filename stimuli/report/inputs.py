@@ -57,28 +57,3 @@ def inputs_from_run_dir(run_dir: str | Path) -> ReportInputs:
         except (ValueError, KeyError, TypeError):
             pass
     return inputs
-
-
-def inputs_from_run(run: Any) -> ReportInputs:
-    """Everything a live `stimuli.pipeline.Run` holds after its stages: test windows, stimuli,
-    the test predictions of the teacher and of every student (kept by `evaluate`), the synthesis
-    loss terms per step and the privacy audit's attribution counts.
-    """
-    dm = run.dm
-    x_test, y_test, _ = dm.datasets["test"].arrays()
-    inputs = ReportInputs(
-        real_x=x_test,
-        real_labels=np.asarray(y_test),
-        fs=float(dm.fs),
-        channel_names=list(dm.channels),
-        label_names=list(dm.label_names),
-        predictions=dict(getattr(run, "predictions", None) or {}),
-        synthesis_losses=getattr(run, "loss_history", None),
-    )
-    if getattr(run, "_stimuli", None) is not None:
-        inputs.stimuli_x, inputs.stimuli_labels = run._stimuli["x"], run._stimuli["labels"]
-    attribution = getattr(run, "attribution_counts", None)
-    if attribution:
-        inputs.attribution = attribution.get("stimuli")
-        inputs.attribution_share = attribution.get("training")
-    return inputs

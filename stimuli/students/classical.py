@@ -27,7 +27,7 @@ on shared CPUs made it ~15x slower; parallelism belongs to the caller (one stude
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -41,6 +41,7 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import has_fit_parameter
 from threadpoolctl import threadpool_limits
 
+from stimuli.students.base import Student
 from stimuli.students.features import window_features
 
 Representation = Literal["features", "flatten"]
@@ -94,11 +95,13 @@ def _seeded(estimator: BaseEstimator, seed: int) -> BaseEstimator:
     return estimator.set_params(**unset) if unset else estimator
 
 
-class ClassicalStudent:
+class ClassicalStudent(Student):
     """`estimator`: a name from `ESTIMATORS` (built by `make_estimator` with `estimator_params`)
     or a scikit-learn classifier, cloned and updated with `estimator_params`; any unset
     `random_state` in it is set to `seed`. Labels are class indices 0..K-1 and `predict_proba`
-    always has K columns, in that order."""
+    always has K columns, in that order. `progress` and `logger` are accepted for the common
+    student factory call and ignored (scikit-learn has no progress bar or Lightning logger), so
+    they never reach `estimator_params`."""
 
     def __init__(
         self,
@@ -107,8 +110,11 @@ class ClassicalStudent:
         fs: float = 4.0,
         seed: int = 0,
         n_threads: int | None = 1,
+        progress: bool = False,
+        logger: Any = None,
         **estimator_params,
     ) -> None:
+        del progress, logger  # nothing to report to
         if representation not in ("features", "flatten"):
             raise ValueError(
                 f"representation must be 'features' or 'flatten', got {representation!r}"
@@ -248,9 +254,6 @@ class ClassicalStudent:
         out = np.zeros((len(x), self.n_classes_), dtype=np.float64)
         out[:, classes] = proba
         return out
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.predict_proba(x).argmax(1).astype(np.int64)
 
     def __repr__(self) -> str:
         params = "".join(f", {k}={v!r}" for k, v in self.estimator_params.items())

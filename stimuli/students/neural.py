@@ -3,6 +3,11 @@
 Real-data and stimulus-data students get identical settings (steps, batch, optimizer,
 augmentation); only the arrays differ. `soft` (the teacher's probabilities on the stimuli) turns
 on distillation at `temperature`.
+
+`trainer` holds Lightning placement settings (accelerator, devices, strategy, precision; the
+`trainer/` group) for `stimuli.training.make_trainer`; `logger` is the Lightning logger (or
+loggers, or False) that `fit` trains with. The logger belongs to the job that trains the
+student, so it is not saved with it.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ import torch
 
 from stimuli.classifier import Classifier, predict_proba
 from stimuli.models import build_model
+from stimuli.students.base import Student
 from stimuli.training import array_loader, balanced_class_weights, make_trainer
 
 
-class NeuralStudent:
+class NeuralStudent(Student):
     def __init__(
         self,
         model: str | Callable[..., torch.nn.Module],
@@ -37,7 +43,9 @@ class NeuralStudent:
         progress: bool = False,
         trainer: dict[str, Any] | None = None,
         mixup: float = 0.0,
+        logger: Any = False,
     ) -> None:
+        del fs  # a network learns from the samples alone
         self.model_name = model
         self.model_kwargs = dict(model_kwargs or {})
         self.steps, self.batch_size = steps, batch_size
@@ -49,7 +57,14 @@ class NeuralStudent:
         self.progress = progress
         self.mixup = mixup
         self.trainer = dict(trainer or {})  # Lightning Trainer overrides (accelerator, DDP)
+        self.logger = logger
         self.model_: torch.nn.Module | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "logger": False}  # a job's logger is not part of the student
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"logger": False, **state})  # files saved before `logger` existed
 
     @property
     def name(self) -> str:
@@ -57,9 +72,7 @@ class NeuralStudent:
             return self.model_name
         return getattr(self.model_name, "func", self.model_name).__name__
 
-    def fit(
-        self, x: np.ndarray, y: np.ndarray, soft: np.ndarray | None = None, logger: Any = False
-    ) -> NeuralStudent:
+    def fit(self, x: np.ndarray, y: np.ndarray, soft: np.ndarray | None = None) -> NeuralStudent:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 3:
             raise ValueError(f"windows must be 3-D (N, n_chans, n_times), got shape {x.shape}")
@@ -90,7 +103,7 @@ class NeuralStudent:
         target = soft if soft is not None else y
         loader = array_loader(x, target, self.batch_size, shuffle=True, seed=self.seed)
         trainer = make_trainer(
-            max_steps=self.steps, progress=self.progress, logger=logger, overrides=self.trainer
+            self.trainer, max_steps=self.steps, progress=self.progress, logger=self.logger
         )
         trainer.fit(module, loader)
         self.model_.eval()

@@ -2,97 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from stimuli.augment import random_amplitude_scale, random_time_shift
+from stimuli.schema import SynthesisConfig
 from stimuli.synthesis import losses as L
-from stimuli.synthesis.augment import random_amplitude_scale, random_time_shift
 from stimuli.synthesis.hooks import BatchNormStatHook, FeatureHook
 from stimuli.synthesis.parametrization import GaussianSmoothing
 from stimuli.synthesis.targets import make_targets
-
-DEFAULT_WEIGHTS: dict[str, float] = {
-    "class": 1.0,
-    "hidden": 0.0,
-    "bn": 3.0,
-    "tv": 1e-3,
-    "l2": 1e-4,
-    "identity_uniform": 1.0,
-    "identity_mixture": 0.0,
-    "identity_centroid": 0.0,
-    "diversity": 0.0,
-    "competition": 0.0,
-}
-
-
-@dataclass
-class SynthesisConfig:
-    """Mirror of ``conf/synthesis/default.yaml``; build with :meth:`from_any`."""
-
-    n: int = 1024
-    shard_size: int = 256
-    steps: int = 200
-    lr: float = 0.05
-    betas: tuple[float, float] = (0.5, 0.9)
-    schedule: Literal["cosine", "constant"] = "cosine"
-    targets: Literal["soft", "hard"] = "soft"
-    max_shift: int = 40
-    shift_mode: Literal["roll", "zero"] = "roll"
-    amp_jitter: float = 0.0
-    clip: tuple[float, float] | None = (-4.0, 4.0)
-    smoothing: float = 2.0  # Gaussian low-pass (sigma, samples) the latent is seen through
-    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
-    hidden_top_frac: float = 0.25
-    centroid_space: Literal["teacher", "identity"] = "teacher"
-    centroid_margin: float | None = None
-    centroid_temperature: float = 0.1
-    competitor_steps: int = 400  # the pipeline's competition student: distillation steps
-    progress_bar: bool = True
-
-    @classmethod
-    def from_any(
-        cls, cfg: SynthesisConfig | Mapping[str, Any] | DictConfig | None
-    ) -> SynthesisConfig:
-        """Defaults overridden by ``cfg``. Missing weights keep their default; unknown keys
-        (other than ``_``-prefixed ones) raise ``ValueError``."""
-        if cfg is None:
-            return cls()
-        if isinstance(cfg, SynthesisConfig):
-            return dataclasses.replace(cfg, weights=dict(cfg.weights))
-        if isinstance(cfg, DictConfig):
-            cfg = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
-        raw = {k: v for k, v in dict(cfg).items() if not str(k).startswith("_")}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ValueError(f"unknown synthesis config keys: {unknown}")
-        weights = dict(DEFAULT_WEIGHTS)
-        extra = sorted(set(raw.get("weights") or {}) - set(DEFAULT_WEIGHTS))
-        if extra:
-            raise ValueError(f"unknown synthesis weights: {extra}; known: {list(DEFAULT_WEIGHTS)}")
-        weights.update({k: float(v) for k, v in (raw.pop("weights", None) or {}).items()})
-        out = cls(**raw, weights=weights)
-        out.betas = tuple(float(b) for b in out.betas)  # type: ignore[assignment]
-        if out.clip is not None:
-            out.clip = (float(out.clip[0]), float(out.clip[1]))
-        if out.schedule not in ("cosine", "constant"):
-            raise ValueError(f"schedule must be 'cosine' or 'constant', got {out.schedule!r}")
-        if out.centroid_space not in ("teacher", "identity"):
-            raise ValueError(
-                f"centroid_space must be 'teacher' or 'identity', got {out.centroid_space!r}"
-            )
-        return out
 
 
 def _freeze(model: nn.Module) -> nn.Module:

@@ -10,12 +10,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
-from stimuli.synthesis.module import StimulusGenerator, SynthesisConfig
+from stimuli.schema import SynthesisConfig
+from stimuli.synthesis.module import StimulusGenerator
+from stimuli.training import make_trainer
 
 
 def shard_sizes(n: int, shard_size: int) -> list[int]:
@@ -66,7 +67,7 @@ def synthesize(
     student: nn.Module | None = None,
     seed: int = 0,
     shard_index_range: range | tuple[int, int] | None = None,
-    trainer_kwargs: Mapping[str, Any] | None = None,
+    trainer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Optimise ``n`` (default ``cfg.n``) stimuli ``(n_chans, n_times)`` against ``teacher``.
 
@@ -74,6 +75,8 @@ def synthesize(
     optimised on its own, so ``shard_index_range=(a, b)`` computes exactly shards ``a..b-1`` of
     the full run (for splitting one synthesis over jobs and concatenating in shard order).
     The models passed in get back their train/eval flags, ``requires_grad`` and device.
+    ``trainer`` is the `trainer/` config node: synthesis runs on one device of its accelerator
+    (the teacher's), never data-parallel.
 
     Returns ``x`` (float32 ``(N', C, T)``), ``targets`` ``(N', K)``, ``labels`` (argmax, int64),
     ``teacher_probs`` (eval mode, no augmentation), ``teacher_agreement`` (fraction with teacher
@@ -93,22 +96,6 @@ def synthesize(
         )
         if len(indices) == 0 or indices.start < 0 or indices[-1] >= len(sizes):
             raise ValueError(f"shard_index_range {shard_index_range} not within 0..{len(sizes)}")
-    kwargs: dict[str, Any] = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": cfg.progress_bar,
-        "enable_model_summary": False,
-        "deterministic": True,
-        "num_sanity_val_steps": 0,
-    }
-    if trainer_kwargs:
-        if "max_steps" in trainer_kwargs:
-            raise ValueError("set the number of steps with cfg.steps, not trainer_kwargs")
-        kwargs.update(trainer_kwargs)
-    kwargs["max_steps"] = cfg.steps
-
     start = time.perf_counter()
     xs, targets, probs, history = [], [], [], []
     term_sums: dict[str, torch.Tensor] = {}
@@ -127,13 +114,15 @@ def synthesize(
                 student=student,
                 seed=seed + i,
             )
-            trainer = pl.Trainer(**kwargs)
+            fitter = make_trainer(
+                trainer, max_steps=cfg.steps, progress=cfg.progress_bar, single_device=True
+            )
             with warnings.catch_warnings():
                 # The frozen models are in eval mode on purpose.
                 warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode.*")
                 # Lightning 2.6 building a torch pytree LeafSpec, deprecated in recent torch.
                 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-                trainer.fit(gen)
+                fitter.fit(gen)
             xs.append(gen.stimuli.detach().float().cpu())
             targets.append(gen.targets.detach().cpu())
             probs.append(gen.teacher_probs())

@@ -1,4 +1,6 @@
-"""Differentiable random augmentations applied to stimuli before each teacher forward.
+"""Differentiable random augmentations of windows `(B, C, T)`: time shifts and amplitude scales.
+
+Used by synthesis (before each teacher forward) and by the `Classifier` (while training).
 
 Random numbers are drawn on the CPU from an explicit generator (reproducible whatever the device),
 then moved to the stimuli's device.

@@ -1,0 +1,89 @@
+"""Cache keys of the stages: a hash of the configs that determine each stage's output.
+
+Which settings of a node enter a key is the schema's to say (`stimuli.schema`: `key` and
+`omit_if` per field), so a sweep over students trains the teacher, the identity model and the
+stimuli once, and a new setting is hashed as soon as it is declared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from stimuli.schema import (
+    WEIGHTS_OMIT_IF,
+    IdentityConfig,
+    StudentDefaultsConfig,
+    SynthesisConfig,
+    TeacherConfig,
+    key_settings,
+)
+
+# Data settings that do not change what is computed.
+_DATA_IGNORED = {"cache_dir", "progress", "num_workers", "download", "waveforms", "physionet"}
+
+
+def _canonical_numbers(obj: object) -> object:
+    """Whole floats as ints, so `x=2` on the command line keys the same entry as `x: 2.0` in a
+    config file (YAML and Hydra's override parser keep the two types apart)."""
+    if isinstance(obj, dict):
+        return {k: _canonical_numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_canonical_numbers(v) for v in obj]
+    if isinstance(obj, float) and obj.is_integer():
+        return int(obj)
+    return obj
+
+
+def _plain(obj: object) -> object:
+    if isinstance(obj, DictConfig | ListConfig):
+        return OmegaConf.to_container(obj, resolve=True)
+    return obj
+
+
+def config_hash(*parts: object) -> str:
+    blob = json.dumps([_canonical_numbers(_plain(p)) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def data_identity(cfg: DictConfig) -> dict:
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data["root"] = str(Path(data["root"]).expanduser().resolve())
+    return {k: v for k, v in data.items() if k not in _DATA_IGNORED}
+
+
+def synthesis_key_settings(cfg: DictConfig) -> dict:
+    """The synthesis settings the stimuli's key hashes; with the competition term on, also the
+    settings of the competitor student it trains (`student_defaults`)."""
+    synthesis = key_settings(SynthesisConfig, _plain(cfg.synthesis))
+    synthesis["weights"] = {
+        k: v
+        for k, v in synthesis["weights"].items()
+        if not (k in WEIGHTS_OMIT_IF and v == WEIGHTS_OMIT_IF[k])
+    }
+    if not synthesis["weights"].get("competition"):
+        synthesis.pop("competitor_steps", None)
+    else:
+        synthesis["competitor"] = key_settings(
+            StudentDefaultsConfig, _plain(cfg.get("student_defaults") or {})
+        )
+    return synthesis
+
+
+def stage_keys(cfg: DictConfig) -> dict[str, str]:
+    data = data_identity(cfg)
+    teacher_cfg = key_settings(TeacherConfig, _plain(cfg.teacher))
+    teacher = config_hash("teacher", data, cfg.model, teacher_cfg, cfg.trainer, cfg.seed)
+    identity_cfg = key_settings(IdentityConfig, _plain(cfg.identity))
+    identity = config_hash("identity", data, identity_cfg, cfg.seed)
+    stimuli = config_hash("stimuli", teacher, identity, synthesis_key_settings(cfg))
+    label_teachers = config_hash("label_teachers", teacher, cfg.get("soft_labels") or {})
+    return {
+        "teacher": teacher,
+        "identity": identity,
+        "stimuli": stimuli,
+        "label_teachers": label_teachers,
+    }

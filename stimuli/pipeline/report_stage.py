@@ -1,0 +1,46 @@
+"""After the stages: `report.html` and the W&B summary, from the artifacts the stages made."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from stimuli.pipeline.context import RunContext
+from stimuli.report import ReportInputs, report_figures, write_report
+
+log = logging.getLogger(__name__)
+
+
+def report_inputs(artifacts: Mapping[str, Any]) -> ReportInputs:
+    """Test windows, stimuli, the test predictions of the teacher and of every student, the
+    synthesis loss terms per step and the audit's attribution counts, where the job made them."""
+    inputs = ReportInputs(
+        predictions=dict(artifacts.get("predictions") or {}),
+        synthesis_losses=artifacts.get("loss_history"),
+    )
+    dm = artifacts.get("dm")
+    if dm is not None:
+        x_test, y_test, _ = dm.datasets["test"].arrays()
+        inputs.real_x, inputs.real_labels = x_test, np.asarray(y_test)
+        inputs.fs, inputs.channel_names = float(dm.fs), list(dm.channels)
+        inputs.label_names = list(dm.label_names)
+    stim = artifacts.get("stimuli")
+    if stim is not None:
+        inputs.stimuli_x, inputs.stimuli_labels = stim["x"], stim["labels"]
+    attribution = artifacts.get("attribution_counts")
+    if attribution:
+        inputs.attribution = attribution.get("stimuli")
+        inputs.attribution_share = attribution.get("training")
+    return inputs
+
+
+def report_stage(ctx: RunContext, artifacts: Mapping[str, Any], results: dict) -> None:
+    inputs = report_inputs(artifacts)
+    if ctx.cfg.get("report", True):
+        log.info("report: %s", write_report(ctx.out, results, inputs))
+    if ctx.tracker.active:
+        ctx.tracker.log_figures(report_figures(inputs, results))
+        ctx.tracker.log_run(results, artifacts.get("loss_history"))
