@@ -18,8 +18,8 @@ sets for the same stimuli:
 - `agreed`: only the stimuli whose teacher decision is their synthesis label, with that label
   (what a release that drops the stimuli the synthesis did not bring to their target holds).
 - `aggregatedK` (K = 2, 3, ...): the mean probabilities of K label teachers, each trained on its
-  own 1/K of the training persons (`soft_labels.teachers=K`, `Run.soft_labels`; cached like the
-  teacher): soft labels that any one person moves less than the teacher's.
+  own 1/K of the training persons (`soft_labels.teachers=K`, the `soft_labels` stage; cached
+  like the teacher): soft labels that any one person moves less than the teacher's.
 
 The new students are scored on the job's test persons and by the membership attack (the job's
 stimuli, teacher and privacy config, all from the cache), and every student-loss score is pooled
@@ -39,16 +39,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from experiments.person_splits import job_config, load_jobs, pooled_membership
 from stimuli.io import read_json, write_json
-from stimuli.metrics import score
 from stimuli.paths import REPO_ROOT
-from stimuli.pipeline import Run, accepts
+from stimuli.pipeline import open_job
 from stimuli.privacy.membership import membership_inference
 from stimuli.privacy.stats import plain
+from stimuli.students.fit import Students, fit_students, score_students, student_factories
 
 OUT = REPO_ROOT / "experiments" / "results" / "label_probe.json"
 
@@ -94,38 +93,50 @@ def probe_students(
     if not missing:
         return {w: done[w] for w in wanted}
     cfg = job_config(job_dir, tmp)
-    run = Run(cfg)
-    run.data()
-    stim = dict(run.stimuli())
+    job = open_job(cfg)
+    dm, cached = job.get("dm"), job.get("stimuli")
+    stim = dict(cached)
     for k in sorted({int(m[1]) for w in missing if (m := AGGREGATED.search(w))}):
         cfg_k = cfg.copy()
         cfg_k.soft_labels = {**SOFT_LABEL_DEFAULTS, "teachers": k}
-        run_k = Run(cfg_k)
-        run_k.dm = run.dm
-        stim[f"aggregated{k}"] = run_k.soft_labels()
+        job_k = open_job(cfg_k, {"dm": dm, "stimuli": cached})
+        stim[f"aggregated{k}"] = job_k.get("soft_labels")
     if "targets" not in stim and any(k.endswith("_targets") for k in missing):
         raise SystemExit(f"{job_dir}: its cached stimuli have no synthesis targets")
-    students = {}
+    # name -> its missing label sets, in `wanted` order (names outer, label sets inner)
+    by_name: dict[str, list[str]] = {}
     for key in missing:
         name, label_set_name = key.split("/stimuli_")
         if name not in cfg.students:
             raise SystemExit(f"{job_dir}: no student {name!r} (it has {list(cfg.students)})")
-        factory = instantiate(cfg.students[name])
-        extra = {"progress": False} if accepts(factory, "progress") else {}
-        student = factory(fs=run.dm.fs, seed=int(cfg.seed), **extra)
-        x, labels, soft = label_set(label_set_name)(stim)
-        student.fit(x, labels, soft=soft)
-        students[key] = student
-    x_test, y_test, _ = run.dm.datasets["test"].arrays()
+        by_name.setdefault(name, []).append(label_set_name)
+    factories = student_factories({name: cfg.students[name] for name in by_name})
+    fitted: Students = {}
+    for name, sets in by_name.items():  # each student on its own label sets only
+        variants = {f"stimuli_{s}": label_set(s)(stim) for s in sets}
+        fitted.update(
+            fit_students({name: factories[name]}, variants, fs=dm.fs, seed=int(cfg.seed))
+        )
+    students = {
+        f"{name}/{variant}": student
+        for name, block in fitted.items()
+        for variant, student in block.items()
+        if not isinstance(student, str)
+    }
+    x_test, y_test, _ = dm.datasets["test"].arrays()
     pcfg = OmegaConf.to_container(cfg.privacy, resolve=True)
     _, details = membership_inference(
-        run.dm, run.teacher_model(), stim["x"], students, pcfg, int(cfg.seed)
+        dm, job.get("teacher"), stim["x"], students, pcfg, int(cfg.seed)
     )
-    for key, student in students.items():
-        done[key] = {
-            "test": score(np.asarray(student.predict_proba(x_test)), y_test),
-            "persons": {str(p["person"]): p[f"student_loss/{key}"] for p in details["persons"]},
-        }
+    table, _ = score_students(fitted, x_test, y_test)
+    for name, block in table.items():
+        for variant, metrics in block.items():
+            key = f"{name}/{variant}"
+            if "error" in metrics:  # a label set this student could not learn from
+                done[key] = {"error": metrics["error"]}
+                continue
+            persons = {str(p["person"]): p[f"student_loss/{key}"] for p in details["persons"]}
+            done[key] = {"test": metrics, "persons": persons}
     write_json(done_file, plain(done))
     return {w: done[w] for w in wanted}
 
@@ -149,6 +160,9 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for job in jobs:
             for key, res in probe_students(job["dir"], names, label_sets, Path(tmp)).items():
+                if "error" in res:
+                    print(f"{job['dir']}: {key} not trained: {res['error']}", file=sys.stderr)
+                    continue
                 utility.setdefault(key, []).append(res["test"])
                 for p in job["persons"]:  # the new scores beside the job's own
                     p[f"student_loss/{key}"] = res["persons"][str(p["person"])]

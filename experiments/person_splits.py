@@ -29,7 +29,7 @@ OUT = REPO_ROOT / "experiments" / "results" / "person_splits.json"
 
 def job_config(job_dir: Path, output_dir: Path | str) -> DictConfig:
     """A finished job's resolved config, quiet, writing to `output_dir` (not the job folder), to
-    reopen the job with `stimuli.pipeline.open_job`: its cached stages load instead of being redone."""
+    reopen the job with `stimuli.pipeline.open_job`: its cached stages load, nothing is redone."""
     cfg = OmegaConf.load(job_dir / "config_resolved.yaml")
     cfg.paths.output_dir = str(output_dir)
     cfg.quiet = True

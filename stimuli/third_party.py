@@ -25,8 +25,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import stimuli  # noqa: F401  (registers the config resolvers)
-from stimuli.data.stimuli_bundle import StimuliDataModule
 from stimuli.io import write_json
+from stimuli.release.datamodule import StimuliDataModule
 from stimuli.students.fit import Variants, fit_students, score_students, student_factories
 
 log = logging.getLogger(__name__)

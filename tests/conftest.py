@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from omegaconf import DictConfig
@@ -110,3 +112,40 @@ def make_config(tmp_path: Path) -> Callable[..., DictConfig]:
         return compose_config(overrides, tmp_path / "out", tmp_path / "cache")
 
     return make
+
+
+# --- the one tiny real run the integration tests share ----------------------------------------
+# closed-resp (7 one-night persons, 4-channel 60-s windows), every stage, scaled down to seconds.
+TINY = [
+    "+experiment=apnea_resp",
+    "quiet=true",
+    "logger=none",
+    "teacher.max_epochs=2",
+    "teacher.patience=1",
+    "identity.steps=10",
+    "synthesis.n=32",
+    "synthesis.shard_size=16",
+    "synthesis.steps=8",
+    "student_defaults.steps=10",
+]
+# The shared run: the teacher's architecture, an MLP and two scikit-learn students, one thread
+# (the numbers of tests/golden/tiny_results.json were recorded with exactly this).
+TINY_RUN = [*TINY, "student=fast", "threads=1"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A finished tiny run (all default stages, release included) on a fresh cache; tests that
+    run more jobs pass its `cache`, so their teacher, identity model and stimuli load."""
+    from stimuli.pipeline import run_pipeline
+
+    out = tmp_path_factory.mktemp("tiny-run")
+    cache = tmp_path_factory.mktemp("tiny-cache")
+    results = run_pipeline(compose_config(TINY_RUN, out, cache))
+    return SimpleNamespace(
+        out=out,
+        cache=cache,
+        results=json.loads(json.dumps(results, default=str)),
+        live=results,
+        bundle=out / "release",
+    )

@@ -36,7 +36,11 @@ def differences(got: Any, want: Any, where: str = "", rel: float = 1e-6) -> list
     if isinstance(want, list):
         if not isinstance(got, list) or len(got) != len(want):
             return [f"{where}: {got!r:.80} instead of {want!r:.80}"]
-        return [d for i, (g, w) in enumerate(zip(got, want)) for d in differences(g, w, f"{where}[{i}]", rel)]
+        return [
+            d
+            for i, (g, w) in enumerate(zip(got, want))
+            for d in differences(g, w, f"{where}[{i}]", rel)
+        ]
     if isinstance(want, float) and isinstance(got, int | float):
         if math.isnan(want) and math.isnan(got):
             return []

@@ -14,6 +14,7 @@ from stimuli.paths import data_dir
 from stimuli.students import (
     ESTIMATORS,
     ClassicalStudent,
+    Student,
     feature_names,
     window_features,
 )
@@ -210,17 +211,24 @@ def test_hydra_config_builds_the_student(name):
 
     cfg = OmegaConf.load(REPO_ROOT / "conf" / "student" / f"{name}.yaml")
     assert cfg._target_ == "stimuli.students.classical.ClassicalStudent"
-    student = instantiate(cfg)(fs=1.0, seed=7)
-    assert isinstance(student, ClassicalStudent)
+    # the one factory call every caller makes; progress and logger mean nothing to scikit-learn
+    student = instantiate(cfg)(fs=1.0, seed=7, progress=True, logger=[object()])
+    assert isinstance(student, ClassicalStudent) and isinstance(student, Student)
     assert (student.estimator, student.representation, student.fs) == (name, "features", 1.0)
+    assert student.seed == 7
+    assert not {"fs", "seed", "progress", "logger"} & set(student.estimator_params)
     student._build()  # every hyperparameter in the yaml is accepted by its estimator
 
 
-def test_fitted_student_survives_joblib(fitted, data, tmp_path):
+@pytest.mark.parametrize("name", ["svm", "gboost"])
+def test_fitted_student_survives_save_and_load(fitted, data, tmp_path, name):
     import joblib
 
-    student, proba = fitted["svm"]
-    joblib.dump(student, tmp_path / "svm.joblib")
-    np.testing.assert_array_equal(
-        joblib.load(tmp_path / "svm.joblib").predict_proba(data["x_te"]), proba
-    )
+    student, proba = fitted[name]
+    path = student.save(tmp_path / "students" / f"{name}-real.joblib")  # the folder is made
+    assert [p.name for p in path.parent.iterdir()] == [f"{name}-real.joblib"]
+    loaded = ClassicalStudent.load(path)
+    assert loaded is not student
+    np.testing.assert_array_equal(loaded.predict_proba(data["x_te"]), proba)
+    # what stimuli.evaluate does with a run's students/ folder
+    np.testing.assert_array_equal(joblib.load(path).predict_proba(data["x_te"]), proba)

@@ -13,34 +13,29 @@ import torch
 from stimuli import pipeline
 from stimuli.evaluate import evaluate_run
 from stimuli.identity import IdentityEnsemble
-from stimuli.pipeline import run_pipeline
-from tests.conftest import REPO, compose_config
+from stimuli.keys import stage_keys
+from stimuli.metrics import METRIC_NAMES
+from stimuli.pipeline import open_job, run_pipeline
+from tests.conftest import REPO, TINY, compose_config
+from tests.golden_results import comparable, differences, load_golden
 
-TINY = [
-    "+experiment=apnea_resp",
-    "quiet=true",
-    "logger=none",
-    "teacher.max_epochs=2",
-    "teacher.patience=1",
-    "identity.steps=10",
-    "synthesis.n=32",
-    "synthesis.shard_size=16",
-    "synthesis.steps=8",
-    "student_defaults.steps=10",
-]
-METRICS = {"acc", "kappa", "auroc", "f1"}
+METRICS = set(METRIC_NAMES)
 
 
-def tiny_run(tmp: Path, cache: Path, *extra: str) -> dict:
+def run_tiny(tmp: Path, cache: Path, *extra: str) -> dict:
     cfg = compose_config([*TINY, "student=fast", *extra], tmp, cache)
     return run_pipeline(cfg)
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]:
-    out = tmp_path_factory.mktemp("run")
-    cache = tmp_path_factory.mktemp("cache")
-    return out, tiny_run(out, cache), cache
+@pytest.fixture
+def finished(tiny_run) -> tuple[Path, dict, Path]:
+    return tiny_run.out, tiny_run.live, tiny_run.cache
+
+
+def test_tiny_run_numbers_are_those_recorded_before_the_stage_functions(tiny_run):
+    """Every number of results.json (times, paths and hashes aside) as the pipeline gave them
+    before it became stage functions over an artifact store (tests/golden/)."""
+    assert differences(comparable(tiny_run.results), load_golden()) == []
 
 
 def test_results_json_has_every_block(finished):
@@ -94,7 +89,7 @@ def test_results_json_has_every_block(finished):
 
 def test_same_seed_same_numbers(finished, tmp_path):
     _, first, _ = finished
-    again = tiny_run(tmp_path / "out", tmp_path / "cache")  # fresh cache: everything recomputed
+    again = run_tiny(tmp_path / "out", tmp_path / "cache", "threads=1")  # fresh cache
     assert again["cache"] == {
         "teacher": "trained",
         "identity": "trained",
@@ -113,10 +108,10 @@ def test_second_job_reuses_teacher_identity_and_stimuli(finished, tmp_path, monk
     def no_training(*args, **kwargs):
         raise AssertionError("the teacher was trained again although it is cached")
 
-    monkeypatch.setattr(pipeline, "train_teacher", no_training)
-    monkeypatch.setattr(pipeline, "train_identity_ensemble", no_training)
-    monkeypatch.setattr(pipeline, "synthesize", no_training)
-    second = tiny_run(tmp_path / "out", cache, "student=logreg")
+    monkeypatch.setattr("stimuli.teacher.train_teacher", no_training)
+    monkeypatch.setattr("stimuli.identity.train_identity_ensemble", no_training)
+    monkeypatch.setattr("stimuli.synthesis.shards.synthesize", no_training)
+    second = run_tiny(tmp_path / "out", cache, "student=logreg")
     assert second["cache"] == {
         "teacher": "cached",
         "identity": "cached",
@@ -150,7 +145,7 @@ def test_person_splits_pool_membership_over_two_real_splits(finished, tmp_path, 
         "data.split.test_persons=[a01,c02]",
         "data.split.val_persons=[a02]",
     ]
-    second = tiny_run(tmp_path / "sweep" / "1", cache, "student=cnn", *other)
+    second = run_tiny(tmp_path / "sweep" / "1", cache, "student=cnn", *other)
     assert (
         second["data"]["splits"]["train"]["records"] != first["data"]["splits"]["train"]["records"]
     )
@@ -206,7 +201,7 @@ def test_label_probe_trains_students_on_other_label_sets(finished, tmp_path, mon
     )
     # a second call reuses the students kept in the job folder
     assert (tmp_path / "sweep" / "0" / "label_probe.json").is_file()
-    monkeypatch.setattr(label_probe, "Run", None)
+    monkeypatch.setattr(label_probe, "open_job", None)
     label_probe.main(args)
     again = {r["student"]: r for r in json.loads((tmp_path / "lp.json").read_text())["rows"]}
     assert again == rows
@@ -228,7 +223,7 @@ def test_membership_baselines_recompute_the_audits_distance_scores(finished, tmp
         assert row["release"]["split_aucs"] == [pytest.approx(audit["release"][name]["auc"])]
         placebo = audit["baselines"][f"placebo_{name}"]["auc"]
         assert row["placebo"]["split_aucs"] == [pytest.approx(placebo)]
-    monkeypatch.setattr(membership_baselines, "Run", None)  # kept in the job folder
+    monkeypatch.setattr(membership_baselines, "open_job", None)  # kept in the job folder
     membership_baselines.main(args)
     assert {r["score"]: r for r in json.loads((tmp_path / "mb.json").read_text())["rows"]} == rows
 
@@ -293,11 +288,11 @@ def test_identity_ensemble_judges_the_stimuli_together(tmp_path):
     results = run_pipeline(cfg)
     accs = results["identity_model"]["member_acc"]
     assert len(accs) == 2 and accs[0] == results["identity_model"]["acc"]
-    run = pipeline.Run(cfg)
-    run.data()
-    ensemble_model = run.identity_model()  # from the cache: both members
+    job = open_job(cfg)
+    ensemble_model = job.get("identity")  # from the cache: both members
+    assert job.results["cache"]["identity"] == "cached"
     assert isinstance(ensemble_model, IdentityEnsemble) and len(ensemble_model.members) == 2
-    x = torch.from_numpy(run.dm.datasets["train"].arrays()[0][:5])
+    x = torch.from_numpy(job.get("dm").datasets["train"].arrays()[0][:5])
     logits = ensemble_model(x)
     n_persons = results["identity_model"]["n_persons"]
     assert logits.shape == (10, n_persons)  # both members' logits, stacked along the batch
@@ -307,13 +302,15 @@ def test_identity_ensemble_judges_the_stimuli_together(tmp_path):
 
 def test_competition_pits_later_shards_against_a_student_of_earlier_ones(tmp_path, monkeypatch):
     seen: list[tuple[int, int]] = []  # (shard, stimuli the competitor learned from)
-    fit = pipeline.NeuralStudent.fit
+    from stimuli.students.neural import NeuralStudent
 
-    def recording_fit(self, x, y, soft=None, logger=False):
+    fit = NeuralStudent.fit
+
+    def recording_fit(self, x, y, soft=None):
         seen.append((len(seen) + 1, len(x)))
-        return fit(self, x, y, soft=soft, logger=logger)
+        return fit(self, x, y, soft=soft)
 
-    monkeypatch.setattr(pipeline.NeuralStudent, "fit", recording_fit)
+    monkeypatch.setattr(NeuralStudent, "fit", recording_fit)
     extra = ["synthesis.weights.competition=1.0", "synthesis.competitor_steps=5"]
     cfg = compose_config([*TINY, *extra, "stages=[teacher,synthesize]"], tmp_path, tmp_path)
     results = run_pipeline(cfg)
@@ -321,12 +318,19 @@ def test_competition_pits_later_shards_against_a_student_of_earlier_ones(tmp_pat
     history = results["stimuli"]["losses"]
     assert 0 <= history["competition"] <= 1
     plain = compose_config([*TINY, "stages=[teacher,synthesize]"], tmp_path / "p", tmp_path)
-    assert pipeline.stage_keys(plain)["stimuli"] != pipeline.Run(cfg).keys["stimuli"]
-    assert pipeline.stage_keys(plain)["teacher"] == pipeline.Run(cfg).keys["teacher"]
+    assert stage_keys(plain)["stimuli"] != stage_keys(cfg)["stimuli"]
+    assert stage_keys(plain)["teacher"] == stage_keys(cfg)["teacher"]
+    # the competitor's settings (student_defaults) shape the stimuli: a change re-synthesizes
+    other_lr = compose_config([*TINY, *extra, "student_defaults.lr=0.01"], tmp_path, tmp_path)
+    assert stage_keys(other_lr)["stimuli"] != stage_keys(cfg)["stimuli"]
+    assert stage_keys(other_lr)["teacher"] == stage_keys(cfg)["teacher"]
+    # without competition they do not
+    plain_lr = compose_config([*TINY, "student_defaults.lr=0.01"], tmp_path, tmp_path)
+    assert stage_keys(plain_lr)["stimuli"] == stage_keys(plain)["stimuli"]
 
 
 def test_settings_left_at_their_default_do_not_change_cache_keys(tmp_path):
-    base = pipeline.stage_keys(compose_config(TINY, tmp_path, tmp_path))
+    base = stage_keys(compose_config(TINY, tmp_path, tmp_path))
     explicit = compose_config(
         [
             *TINY,
@@ -337,34 +341,30 @@ def test_settings_left_at_their_default_do_not_change_cache_keys(tmp_path):
         tmp_path,
         tmp_path,
     )
-    assert pipeline.stage_keys(explicit) == base
+    assert stage_keys(explicit) == base
     # a plain teacher (adv_eps 0) is keyed as before the setting existed
     plain = compose_config([*TINY, "teacher.adv_eps=0"], tmp_path, tmp_path)
     absent = compose_config([*TINY, "~teacher.adv_eps"], tmp_path, tmp_path)
-    assert pipeline.stage_keys(plain)["teacher"] == pipeline.stage_keys(absent)["teacher"]
-    assert pipeline.stage_keys(plain)["teacher"] != base["teacher"]  # the default is robust
-    robust = pipeline.stage_keys(
-        compose_config([*TINY, "identity.adv_eps=0.1"], tmp_path, tmp_path)
-    )
+    assert stage_keys(plain)["teacher"] == stage_keys(absent)["teacher"]
+    assert stage_keys(plain)["teacher"] != base["teacher"]  # the default is robust
+    robust = stage_keys(compose_config([*TINY, "identity.adv_eps=0.1"], tmp_path, tmp_path))
     assert robust["teacher"] == base["teacher"]
     assert robust["identity"] != base["identity"] and robust["stimuli"] != base["stimuli"]
     robust_teacher = compose_config([*TINY, "teacher.adv_eps=0.05"], tmp_path, tmp_path)
-    assert pipeline.stage_keys(robust_teacher)["teacher"] != base["teacher"]
+    assert stage_keys(robust_teacher)["teacher"] != base["teacher"]
     # smoothing 0 (off) is keyed as before the setting existed; the default (2) is not
     absent = compose_config([*TINY, "~synthesis.smoothing"], tmp_path, tmp_path)
     off = compose_config([*TINY, "synthesis.smoothing=0"], tmp_path, tmp_path)
-    assert pipeline.stage_keys(off) == pipeline.stage_keys(absent)
-    assert pipeline.stage_keys(off)["teacher"] == base["teacher"]
-    assert pipeline.stage_keys(off)["stimuli"] != base["stimuli"]
+    assert stage_keys(off) == stage_keys(absent)
+    assert stage_keys(off)["teacher"] == base["teacher"]
+    assert stage_keys(off)["stimuli"] != base["stimuli"]
     # soft labels: a config from before the setting (a finished job's) keys every stage but the
     # label teachers as the default does; the number of label teachers keys only them
-    absent = pipeline.stage_keys(compose_config([*TINY, "~soft_labels"], tmp_path, tmp_path))
+    absent = stage_keys(compose_config([*TINY, "~soft_labels"], tmp_path, tmp_path))
     assert {k: v for k, v in absent.items() if k != "label_teachers"} == {
         k: v for k, v in base.items() if k != "label_teachers"
     }
-    three = pipeline.stage_keys(
-        compose_config([*TINY, "soft_labels.teachers=3"], tmp_path, tmp_path)
-    )
+    three = stage_keys(compose_config([*TINY, "soft_labels.teachers=3"], tmp_path, tmp_path))
     assert three["label_teachers"] != base["label_teachers"]
     assert {k: three[k] for k in ("teacher", "identity", "stimuli")} == {
         k: base[k] for k in ("teacher", "identity", "stimuli")
@@ -372,16 +372,16 @@ def test_settings_left_at_their_default_do_not_change_cache_keys(tmp_path):
 
 
 def test_whole_numbers_key_the_same_entry_as_int_or_float(tmp_path):
-    base = pipeline.stage_keys(compose_config(TINY, tmp_path, tmp_path))
+    base = stage_keys(compose_config(TINY, tmp_path, tmp_path))
     as_ints = compose_config(
         [*TINY, "synthesis.smoothing=2", "synthesis.weights.class=1", "synthesis.weights.bn=3"],
         tmp_path,
         tmp_path,
     )
     assert isinstance(as_ints.synthesis.smoothing, int)  # the override parser keeps the int
-    assert pipeline.stage_keys(as_ints) == base
+    assert stage_keys(as_ints) == base
     other = compose_config([*TINY, "synthesis.smoothing=2.5"], tmp_path, tmp_path)
-    assert pipeline.stage_keys(other)["stimuli"] != base["stimuli"]
+    assert stage_keys(other)["stimuli"] != base["stimuli"]
 
 
 def test_teacher_ensemble_is_trained_cached_and_evaluated(tmp_path):
@@ -397,16 +397,16 @@ def test_teacher_ensemble_is_trained_cached_and_evaluated(tmp_path):
     members = results["teacher"]["members"]
     assert len(members) == 2 and members[0]["test"] != members[1]["test"]
     assert set(results["teacher"]["test"]) == METRICS
-    run = pipeline.Run(compose_config([*TINY, *extra], tmp_path / "again", cache))
-    run.data()
-    teacher = run.teacher_model()  # from the cache: both members
+    cfg = compose_config([*TINY, *extra], tmp_path / "again", cache)
+    job = open_job(cfg)
+    teacher = job.get("teacher")  # from the cache: both members
     assert isinstance(teacher, TeacherEnsemble) and teacher.n_members == 2
-    x = torch.from_numpy(run.dm.datasets["test"].arrays()[0][:4])
+    x = torch.from_numpy(job.get("dm").datasets["test"].arrays()[0][:4])
     with torch.no_grad():
         mean = torch.stack([m(x).softmax(1) for m in teacher.members]).mean(0)
         assert torch.allclose(teacher(x).softmax(1), mean, atol=1e-6)
         assert teacher.embed(x).shape[1] == 2 * teacher.members[0].embed(x).shape[1]
-    saved = load_teacher(out / "teacher.pt", run.cfg.model, run.cfg.teacher, (4, 2, x.shape[2]))
+    saved = load_teacher(out / "teacher.pt", cfg.model, cfg.teacher, (4, 2, x.shape[2]))
     with torch.no_grad():
         assert torch.equal(saved(x), teacher(x))  # teacher.pt holds both members
     evaluation = evaluate_run(out, compose_config(TINY, tmp_path / "e", cache).data, quiet=True)

@@ -16,7 +16,8 @@ import pytest
 from omegaconf import DictConfig, OmegaConf
 
 from stimuli.data.apnea_ecg import ApneaECGDataModule
-from stimuli.pipeline import Run
+from stimuli.models import build_network
+from stimuli.pipeline import open_job
 from stimuli.privacy import (
     RealWindows,
     attribution_by_classifier,
@@ -30,9 +31,7 @@ from stimuli.privacy.linkage import nights_by_person
 from stimuli.privacy.membership import placebo_release
 from stimuli.privacy.stats import attribution_stats, bootstrap_auc, pooled_auc
 from stimuli.students import ClassicalStudent
-from stimuli.models import build_network
-from tests.conftest import REPO, compose_config
-from tests.test_pipeline import TINY
+from tests.conftest import REPO, TINY_RUN, compose_config
 
 FAST = {  # the default config, scaled down for seconds-long tests
     "auditor": {"steps": 60, "batch_size": 64},
@@ -51,19 +50,18 @@ def privacy_cfg(**overrides) -> DictConfig:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """A tiny real run (closed-resp, 7 one-night persons: 4 train, 3 held out) and its stimuli."""
-    out, cache = tmp_path_factory.mktemp("run"), tmp_path_factory.mktemp("cache")
-    run = Run(compose_config([*TINY, "threads=1"], out, cache))
-    run.data()
-    teacher, stim = run.teacher_model(), run.stimuli()
-    real = RealWindows.from_datamodule(run.dm, 0.3)
-    student = ClassicalStudent("logreg", fs=run.dm.fs, C=1.0, class_weight="balanced")
+def tiny(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """The shared tiny run (closed-resp, 7 one-night persons: 4 train, 3 held out) reopened from
+    its cache, and its stimuli."""
+    job = open_job(compose_config(TINY_RUN, tmp_path_factory.mktemp("run"), tiny_run.cache))
+    dm, teacher, stim = job.get("dm"), job.get("teacher"), job.get("stimuli")
+    real = RealWindows.from_datamodule(dm, 0.3)
+    student = ClassicalStudent("logreg", fs=dm.fs, C=1.0, class_weight="balanced")
     leaky = real.leaky_release(len(stim["x"]), seed=0)
     leaky_balanced = real.balanced_leaky_release(len(stim["x"]), seed=0)
     return SimpleNamespace(
-        cfg=run.cfg,
-        dm=run.dm,
+        cfg=job.ctx.cfg,
+        dm=dm,
         teacher=teacher,
         x=stim["x"],
         real=real,

@@ -17,36 +17,36 @@ import torch
 
 from stimuli import release
 from stimuli.classifier import predict_proba
-from stimuli.data.stimuli_bundle import StimuliDataModule
-from stimuli.pipeline import Run, run_pipeline
+from stimuli.pipeline import Runner, assess_stages, open_job, run_pipeline
+from stimuli.pipeline.assess_stages import release_forbidden
 from stimuli.release import DATE_RE, BundleError, LeakError
-from stimuli.release import stage as release_stage_module
+from stimuli.release.datamodule import StimuliDataModule
 from stimuli.teacher import person_groups, restrict_training_persons
-from tests.conftest import compose_config
-from tests.test_pipeline import METRICS, TINY
+from tests.conftest import TINY, TINY_RUN, compose_config
+from tests.test_pipeline import METRICS
 
 OWNER = [*TINY, "student=logreg", "threads=1"]
 
 
-@pytest.fixture(scope="module")
-def owner(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """A finished tiny run (all default stages, release included)."""
-    out = tmp_path_factory.mktemp("run")
-    cache = tmp_path_factory.mktemp("cache")
-    results = run_pipeline(compose_config(OWNER, out, cache))
-    return SimpleNamespace(out=out, cache=cache, results=results, bundle=out / "release")
+@pytest.fixture
+def owner(tiny_run) -> SimpleNamespace:
+    """The shared finished tiny run (all default stages, release included)."""
+    return SimpleNamespace(
+        out=tiny_run.out, cache=tiny_run.cache, results=tiny_run.live, bundle=tiny_run.bundle
+    )
 
 
 @pytest.fixture(scope="module")
-def owner_run(owner, tmp_path_factory) -> tuple[Run, release.ForbiddenInfo]:
+def owner_run(tiny_run, tmp_path_factory) -> tuple[Runner, release.ForbiddenInfo]:
     """The same run reopened from the cache (nothing retrained), and what it must not release."""
-    run = Run(compose_config(OWNER, tmp_path_factory.mktemp("reopened"), owner.cache))
-    run.data()
-    return run, release.forbidden_for_run(run)
+    run = open_job(compose_config(TINY_RUN, tmp_path_factory.mktemp("reopened"), tiny_run.cache))
+    dm, teacher, identity = run.get("dm"), run.get("teacher"), run.get("identity")
+    forbidden = release_forbidden(run.ctx, dm, teacher, identity, run.get("label_teachers"))
+    return run, forbidden
 
 
-def record_names(run: Run) -> list[str]:
-    return [r["record"] for r in run.dm.cache.meta["records"]]
+def record_names(run: Runner) -> list[str]:
+    return [r["record"] for r in run.get("dm").cache.meta["records"]]
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -74,7 +74,8 @@ def test_release_is_complete_and_checksummed(owner):
 
 
 def test_a_release_without_soft_labels_is_audited_without_distilled_students(owner, tmp_path):
-    cfg = compose_config([*OWNER, "release.soft_labels=false"], tmp_path, owner.cache)
+    fast_audit = ["privacy.auditor.steps=20", "privacy.linkage.enabled=false"]
+    cfg = compose_config([*OWNER, *fast_audit, "release.soft_labels=false"], tmp_path, owner.cache)
     results = run_pipeline(cfg)
     audited = set(results["privacy"]["membership"]["release"])
     assert "student_loss/logreg/stimuli" in audited
@@ -112,25 +113,24 @@ def test_soft_labels_from_teachers_on_disjoint_persons(owner, tmp_path, monkeypa
     def no_training(*args, **kwargs):
         raise AssertionError("the label teachers were trained again although they are cached")
 
-    monkeypatch.setattr("stimuli.pipeline.train_teacher", no_training)
-    run = Run(compose_config(overrides, tmp_path / "again", owner.cache))
-    run.data()
-    label_teachers = run.label_teachers()
+    monkeypatch.setattr("stimuli.teacher.train_teacher", no_training)
+    run = open_job(compose_config(overrides, tmp_path / "again", owner.cache))
+    label_teachers = run.get("label_teachers")
     assert run.results["cache"]["label_teachers"] == "cached"
     # the bundle's soft labels are the label teachers' mean probabilities, not the teacher's
     expected = predict_proba(label_teachers, torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(soft, expected, atol=1e-6)
-    np.testing.assert_allclose(run.soft_labels(), soft, atol=1e-6)
+    np.testing.assert_allclose(run.get("soft_labels"), soft, atol=1e-6)
     with np.load(owner.out / "stimuli.npz") as f:
         assert not np.allclose(soft, f["teacher_probs"], atol=1e-3)
     # each label teacher saw only its own group of training persons
-    train = run.dm.datasets["train"]
+    train = run.get("dm").datasets["train"]
     groups = person_groups(train.person[train.indices], 3, 0 + 100)  # seed + seed_offset
     assert sum(len(g) for g in groups) == len(set(np.concatenate(groups))) == 4  # disjoint
     for group in groups:
-        sub = restrict_training_persons(run.dm, group).datasets["train"]
+        sub = restrict_training_persons(run.get("dm"), group).datasets["train"]
         assert set(np.unique(sub.person[sub.indices])) == set(group)
-    assert len(run.dm.datasets["train"]) == len(train)  # the run's own split is untouched
+    assert len(run.get("dm").datasets["train"]) == len(train)  # the run's own split is untouched
 
 
 def test_person_groups_are_disjoint_balanced_and_seeded():
@@ -154,9 +154,9 @@ def test_bundle_round_trips_through_the_datamodule(owner, owner_run):
     assert bx.dtype == np.float32 and by.dtype == np.int64 and bsoft.dtype == np.float32
     np.testing.assert_array_equal(bx, x)
     np.testing.assert_array_equal(by, labels)
-    np.testing.assert_array_equal(bsoft, owner_run[0].soft_labels())
+    np.testing.assert_array_equal(bsoft, owner_run[0].get("soft_labels"))
     card = json.loads((owner.bundle / "datacard.json").read_text())
-    assert card["soft_label_teachers"] == owner_run[0].cfg.soft_labels.teachers
+    assert card["soft_label_teachers"] == owner_run[0].ctx.cfg.soft_labels.teachers
     assert (dm.n_chans, dm.n_times, dm.n_classes, dm.fs) == (4, 60, 2, 1.0)
     assert dm.channels == ["airflow", "thorax", "abdomen", "spo2"]
     assert set(dm.checksums) == {"stimuli.npz", "datacard.json"}
@@ -189,7 +189,7 @@ def test_datacard_names_nothing_of_the_cohort(owner, owner_run):
     run, forbidden = owner_run
     text = (owner.bundle / "datacard.json").read_text()
     card = json.loads(text)
-    for name in {*record_names(run), *(r["person"] for r in run.dm.cache.meta["records"])}:
+    for name in {*record_names(run), *(r["person"] for r in run.get("dm").cache.meta["records"])}:
         assert not re.search(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])", text, re.I), name
     assert "/" not in text and "\\" not in text  # no path
     assert not DATE_RE.search(text)
@@ -242,9 +242,11 @@ PLANTS = ["record", "edf_patient", "date", "bn_stats", "label_teacher_bn", "bn_k
 
 
 @pytest.mark.parametrize("plant", PLANTS)
-def test_leak_check_refuses_and_writes_nothing(owner_run, tmp_path, data_root, plant):
+def test_leak_check_refuses_and_writes_nothing(owner, owner_run, tmp_path, data_root, plant):
     run, forbidden = owner_run
-    arrays, card = release.release_contents(run)
+    with np.load(owner.bundle / "stimuli.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    card = json.loads((owner.bundle / "datacard.json").read_text())
     arrays = dict(arrays)
     if plant == "record":
         card["synthesis"]["note"] = "teacher trained on A01 and others"
@@ -257,18 +259,18 @@ def test_leak_check_refuses_and_writes_nothing(owner_run, tmp_path, data_root, p
         card["made"] = "2000-01-01"
         expect = ["date", "2000-01-01"]
     elif plant == "bn_stats":
-        key, mean = bn_running_mean(run.teacher_model())
+        key, mean = bn_running_mean(run.get("teacher"))
         arrays["aux"] = mean
         expect = ["stimuli.npz:aux", f"teacher.{key}"]
     elif plant == "label_teacher_bn":  # a label teacher's statistics, which the default trains
-        key, mean = bn_running_mean(run.label_teachers())
+        key, mean = bn_running_mean(run.get("label_teachers"))
         arrays["aux"] = mean
         expect = ["stimuli.npz:aux", f"label_teachers.{key}"]
     elif plant == "bn_key":
         arrays["running_mean"] = np.zeros(3, np.float32)
         expect = ["running_mean", "state-dict"]
     else:
-        x_train = run.dm.datasets["train"].arrays()[0]
+        x_train = run.get("dm").datasets["train"].arrays()[0]
         arrays["x"] = arrays["x"].copy()
         arrays["x"][5] = x_train[100]
         expect = ["stimuli.npz:x", "near copies", "indices 5"]
@@ -290,14 +292,14 @@ def test_record_name_is_not_matched_inside_numbers(owner_run):
 
 
 def test_stage_fails_with_leak_error_and_writes_no_release(owner, tmp_path, monkeypatch):
-    real = release_stage_module.make_datacard
+    real = assess_stages.make_datacard
 
     def leaky(*args, **kwargs):
         card = real(*args, **kwargs)
         card["channels"][0] = "airflow of c02"
         return card
 
-    monkeypatch.setattr(release_stage_module, "make_datacard", leaky)
+    monkeypatch.setattr(assess_stages, "make_datacard", leaky)
     out = tmp_path / "out"
     cfg = compose_config([*OWNER, "stages=[release]"], out, owner.cache)
     with pytest.raises(LeakError, match="c02"):
@@ -306,10 +308,12 @@ def test_stage_fails_with_leak_error_and_writes_no_release(owner, tmp_path, monk
 
 
 def test_existing_release_is_kept_on_failure_and_replaced_on_success(owner, owner_run, tmp_path):
-    run, forbidden = owner_run
+    _, forbidden = owner_run
     dest = Path(shutil.copytree(owner.bundle, tmp_path / "run" / "release"))
     before = {p.name: p.read_bytes() for p in dest.iterdir()}
-    arrays, card = release.release_contents(run)
+    with np.load(owner.bundle / "stimuli.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    card = json.loads((owner.bundle / "datacard.json").read_text())
     leaky = {**card, "note": "a01"}
     with pytest.raises(LeakError):
         release.write_release(dest, release.bundle_files(arrays, leaky), forbidden)

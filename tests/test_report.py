@@ -19,18 +19,18 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from stimuli.pipeline import Run, run_pipeline
+from stimuli.pipeline import open_job, run_pipeline
+from stimuli.pipeline.assess_stages import evaluate_stage
+from stimuli.pipeline.report_stage import report_inputs
 from stimuli.report import (
     ReportInputs,
     figures,
-    inputs_from_run,
     load_results,
     write_report,
     write_sweep_report,
 )
 from stimuli.report.__main__ import main as cli
-from tests.conftest import REPO, compose_config
-from tests.test_pipeline import TINY
+from tests.conftest import REPO, TINY, compose_config
 
 # no privacy stage: these tests give the report a privacy block of their own, or none
 OWNER = [
@@ -132,9 +132,10 @@ def assert_self_contained(page: Page) -> None:
 
 # --- fixtures ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def tiny(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """A run of one student without the audit, on the shared run's cache (nothing retrained)."""
     out = tmp_path_factory.mktemp("run")
-    cache = tmp_path_factory.mktemp("cache")
+    cache = tiny_run.cache
     results = run_pipeline(compose_config(OWNER, out, cache))
     return SimpleNamespace(out=out, cache=cache, results=json.loads(json.dumps(results)))
 
@@ -145,14 +146,14 @@ def full(tiny, tmp_path_factory) -> SimpleNamespace:
     (students reloaded from the run folder), plus a privacy block, attribution counts, loss and
     training curves.
     """
-    run = Run(compose_config(OWNER, tmp_path_factory.mktemp("reopened"), tiny.cache))
-    run.data()
+    job = open_job(compose_config(OWNER, tmp_path_factory.mktemp("reopened"), tiny.cache))
+    students: dict = {}
     for path in sorted((tiny.out / "students").glob("*.joblib")):
         name, variant = path.stem.split("-", 1)
-        run.students.setdefault(name, {})[variant] = joblib.load(path)
-    run.stimuli()  # from the cache
-    run.evaluate()  # keeps the test predictions
-    inputs = inputs_from_run(run)
+        students.setdefault(name, {})[variant] = joblib.load(path)
+    dm = job.get("dm")
+    evaluation = evaluate_stage(job.ctx, dm, job.get("teacher"), students)  # test predictions
+    inputs = report_inputs({"dm": dm, "stimuli": job.get("stimuli"), **evaluation.artifacts})
     inputs.synthesis_losses = {"class": [1.0, 0.5, 0.2], "bn": [9.0, 6.0, 4.0], "tv": [1, 1, 1]}
     inputs.training_curves = {"teacher/val_kappa": [(0, 0.4), (1, 0.7), (2, 0.8)]}
     inputs.attribution = {"nearest_window": [9, 3, 12, 8], "identity_model": [8, 8, 8, 8]}

@@ -15,8 +15,7 @@ import torch
 
 from stimuli.models import build_model
 from stimuli.pipeline import run_pipeline
-from tests.conftest import REPO, compose_config
-from tests.test_pipeline import TINY
+from tests.conftest import REPO, TINY, compose_config
 from tests.wandb_records import read_run
 
 JOBS = ["student=logreg,knn", "threads=1"]

@@ -1,14 +1,20 @@
-"""Neural students on real windows: training options that real and stimulus students share."""
+"""Neural students: training options that real and stimulus students share (on real windows),
+and the `Student` interface of a network (factory keywords, its logger, save/load; on tiny
+synthetic windows)."""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.loggers import Logger
 
 from stimuli.classifier import Classifier
 from stimuli.models import build_model
+from stimuli.students import ClassicalStudent, Student
 from stimuli.students.neural import NeuralStudent
 
 
@@ -78,3 +84,105 @@ def test_network_factory_student_matches_the_teacher_config(windows):
         8,
         8,
     ]
+
+
+# --- the Student interface of a network ------------------------------------------------------
+class RecordingLogger(Logger):
+    """A Lightning logger that keeps what it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.metrics: list[dict] = []
+
+    @property
+    def name(self) -> str:
+        return "recording"
+
+    @property
+    def version(self) -> int:
+        return 0
+
+    def log_hyperparams(self, params, *args, **kwargs) -> None:
+        pass
+
+    def log_metrics(self, metrics, step=None) -> None:
+        self.metrics.append(dict(metrics))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[np.ndarray, np.ndarray]:
+    """32 windows of 1 x 60 samples; class 1 carries a slow oscillation."""
+    rng = np.random.default_rng(0)
+    y = np.arange(32) % 2
+    t = np.arange(60) / 4.0
+    x = rng.standard_normal((32, 1, 60)) + y[:, None, None] * np.sin(2 * np.pi * 0.1 * t)
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+TINY = dict(model="mlp", steps=10, batch_size=16, max_shift=0)
+
+
+def test_the_factory_keywords_reach_a_neural_student():
+    logger = RecordingLogger()
+    student = NeuralStudent(**TINY, fs=4.0, seed=7, progress=True, logger=logger)
+    assert isinstance(student, Student)
+    assert (student.seed, student.progress, student.logger) == (7, True, logger)
+
+
+def test_fit_trains_with_the_constructor_logger_and_save_drops_it(tiny, tmp_path):
+    x, y = tiny
+    logger = RecordingLogger()
+    student = NeuralStudent(**TINY, seed=1, logger=logger).fit(x, y)
+    assert any("train/loss" in m for m in logger.metrics)  # step 10 is logged
+    path = student.save(tmp_path / "mlp-real.joblib")
+    assert sorted(os.listdir(tmp_path)) == ["mlp-real.joblib"]  # no temporary file left
+    loaded = NeuralStudent.load(path)
+    assert loaded is not student and loaded.logger is False
+    assert student.logger is logger  # saving did not change the student itself
+    np.testing.assert_array_equal(loaded.predict_proba(x), student.predict_proba(x))
+    np.testing.assert_array_equal(Student.load(path).predict(x), student.predict(x))
+
+
+def test_same_seed_same_network_whatever_the_logger(tiny):
+    x, y = tiny
+    a = NeuralStudent(**TINY, seed=2).fit(x, y)
+    b = NeuralStudent(**TINY, seed=2, logger=RecordingLogger()).fit(x, y)
+    assert torch.equal(weights(a), weights(b))
+
+
+def test_one_class_training_set_is_a_value_error(tiny):
+    x, _ = tiny
+    with pytest.raises(ValueError, match="both classes"):
+        NeuralStudent(**TINY).fit(x, np.zeros(len(x), dtype=np.int64))
+
+
+def test_load_names_a_file_of_the_wrong_kind(tiny, tmp_path):
+    import joblib
+
+    x, y = tiny
+    joblib.dump({"not": "a student"}, tmp_path / "dict.joblib")
+    with pytest.raises(TypeError, match=r"dict\.joblib.*not a Student"):
+        Student.load(tmp_path / "dict.joblib")
+    path = ClassicalStudent("logreg", fs=4.0).fit(x, y).save(tmp_path / "logreg-real.joblib")
+    assert isinstance(Student.load(path), ClassicalStudent)
+    with pytest.raises(TypeError, match=r"logreg-real\.joblib.*not a NeuralStudent"):
+        NeuralStudent.load(path)
+
+
+def test_a_failed_save_keeps_the_old_file(tiny, tmp_path, monkeypatch):
+    import stimuli.students.base as base
+
+    x, y = tiny
+    path = ClassicalStudent("logreg", fs=4.0).fit(x, y).save(tmp_path / "s.joblib")
+    before = path.read_bytes()
+
+    def broken_dump(value, filename):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(base.joblib, "dump", broken_dump)
+    with pytest.raises(OSError, match="disk full"):
+        ClassicalStudent("knn", fs=4.0).fit(x, y).save(path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["s.joblib"]

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stimuli.synthesis import losses as L
 from stimuli.augment import random_amplitude_scale, random_time_shift
+from stimuli.synthesis import losses as L
 from stimuli.synthesis.hooks import BatchNormStatHook, FeatureHook
 from stimuli.synthesis.targets import balanced_labels, make_targets
 

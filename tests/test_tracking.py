@@ -9,8 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from stimuli.pipeline import job_type, run_pipeline
-from tests.conftest import compose_config
-from tests.test_pipeline import TINY
+from tests.conftest import TINY, compose_config
 from tests.wandb_records import read_run
 
 # the experiment's default logger (wandb), not TINY's logger=none

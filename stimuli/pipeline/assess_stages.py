@@ -21,6 +21,7 @@ from stimuli.models import MODELS
 from stimuli.pipeline.build_stages import n_label_teachers
 from stimuli.pipeline.context import RunContext, StageOutput
 from stimuli.privacy import audit_privacy
+from stimuli.release.forbidden import ForbiddenInfo
 from stimuli.release.stage import (
     forbidden_for_release,
     make_datacard,
@@ -151,6 +152,28 @@ def privacy_stage(
     return StageOutput({"attribution_counts": attribution_counts}, {"privacy": summary})
 
 
+def release_forbidden(
+    ctx: RunContext,
+    dm: CohortDataModule,
+    teacher: nn.Module,
+    identity: nn.Module,
+    label_teachers: nn.Module | None,
+) -> ForbiddenInfo:
+    """What this job's bundle must not carry: its cohort, its models' parameters, its paths."""
+    models = {"teacher": teacher}
+    if label_teachers is not None:
+        models["label_teachers"] = label_teachers
+    if (ctx.cfg.get("release") or {}).get("check_identity_model", True):
+        models["identity"] = identity
+    return forbidden_for_release(
+        dm,
+        models,
+        extra_paths=[ctx.out, ctx.store.root],
+        copy_cfg=ctx.cfg.privacy["copy"],
+        seed=ctx.seed,
+    )
+
+
 def release_stage(
     ctx: RunContext,
     dm: CohortDataModule,
@@ -179,17 +202,6 @@ def release_stage(
         results=results,
         soft_label_teachers=n_label_teachers(cfg),
     )
-    models = {"teacher": teacher}
-    if label_teachers is not None:
-        models["label_teachers"] = label_teachers
-    if (cfg.get("release") or {}).get("check_identity_model", True):
-        models["identity"] = identity
-    forbidden = forbidden_for_release(
-        dm,
-        models,
-        extra_paths=[ctx.out, ctx.store.root],
-        copy_cfg=cfg.privacy["copy"],
-        seed=ctx.seed,
-    )
+    forbidden = release_forbidden(ctx, dm, teacher, identity, label_teachers)
     block = write_checked_release(ctx.out / "release", arrays, card, forbidden)
     return StageOutput({}, {"release": block})

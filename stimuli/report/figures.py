@@ -6,62 +6,26 @@ figure registry to leak, safe in threads; W&B's logger can take them as they are
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy.signal import welch
 from sklearn.metrics import confusion_matrix
 
+from stimuli.report.canvas import (
+    _classes,
+    _empty,
+    _grid,
+    _names,
+    _of_class,
+    new_figure,
+)
+
 REAL, STIM, KD = "#1f77b4", "#d62728", "#ff7f0e"
 VARIANT_COLORS = {"real": REAL, "stimuli": STIM, "stimuli_kd": KD}
 MAX_PER_CLASS = 2000  # windows per class used for means and spectra (random, fixed seed)
-
-
-def new_figure(**kwargs) -> Figure:
-    fig = Figure(layout="constrained", **kwargs)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def to_png(fig: Figure, dpi: int = 100) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
-
-
-def _grid(n: int, ncols: int, w: float = 3.6, h: float = 2.6) -> tuple[Figure, list[Axes]]:
-    """`n` panels in rows of `ncols`; unused cells are not created."""
-    ncols = max(1, min(ncols, n))
-    nrows = -(-n // ncols)
-    fig = new_figure(figsize=(w * ncols, h * nrows))
-    return fig, [fig.add_subplot(nrows, ncols, i + 1) for i in range(n)]
-
-
-def _names(names: Sequence[str] | None, n: int, prefix: str) -> list[str]:
-    names = list(names or [])
-    return [names[i] if i < len(names) else f"{prefix} {i}" for i in range(n)]
-
-
-def _classes(*labels: np.ndarray | None, label_names: Sequence[str] | None) -> list[str]:
-    top = max((int(np.max(y)) + 1 for y in labels if y is not None and len(y)), default=0)
-    return _names(label_names, max(top, len(label_names or [])), "class")
-
-
-def _of_class(x: np.ndarray | None, y: np.ndarray | None, k: int, limit: int | None = None):
-    if x is None or y is None:
-        return None
-    idx = np.flatnonzero(np.asarray(y) == k)
-    if limit is not None and len(idx) > limit:
-        idx = np.sort(np.random.default_rng(k).choice(idx, limit, replace=False))
-    return np.asarray(x[idx], dtype=np.float64) if len(idx) else None
-
-
-def _empty(ax: Axes, text: str) -> None:
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.4")
 
 
 def _channel_class_axes(

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from stimuli.release import BundleError, read_bundle, verify_bundle
+from stimuli.release.bundle import BundleError, read_bundle, verify_bundle
 
 
 class StimuliDataModule(pl.LightningDataModule):
