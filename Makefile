@@ -16,11 +16,11 @@ install: $(VENV)/bin/python  ## create .venv with torch (CPU, pinned) and stimul
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[dev]'
 
-test:  ## the fast suite (what CI runs)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+test:  ## the fast suite (what CI runs), on every core (pytest-xdist)
+	$(PY) -m pytest -m "not slow" -n auto $(PYTEST_ARGS)
 
 test-full:  ## every test, the slow ones too
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
 lint:  ## ruff lint + format check
 	$(PY) -m ruff check .

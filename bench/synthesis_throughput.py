@@ -22,9 +22,9 @@ from omegaconf import OmegaConf
 
 from stimuli.config import compose_config
 from stimuli.io import write_json
+from stimuli.models import build_network
 from stimuli.paths import REPO_ROOT
 from stimuli.synthesis import synthesize
-from stimuli.models import build_network
 
 SHAPES = {"apnea_cnn": (1, 1200), "apnea_resp": (4, 60), "apnea_rri_closed": (1, 240)}
 

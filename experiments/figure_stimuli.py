@@ -21,7 +21,8 @@ from omegaconf import OmegaConf
 
 import stimuli  # noqa: F401  (registers the config resolvers)
 from stimuli.io import write_atomic
-from stimuli.report.figures import stimulus_examples, to_png
+from stimuli.report.canvas import to_png
+from stimuli.report.figures import stimulus_examples
 
 DEFAULT_OUT = Path(__file__).parent / "figures" / "stimuli_vs_real.png"
 

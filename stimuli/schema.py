@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 _NOT_SET = object()
 
@@ -243,11 +243,14 @@ def build(schema: type, node: Any, where: str) -> Any:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(schema), raw)
         return OmegaConf.to_object(merged)
-    except OmegaConfBaseException as err:
+    except ConfigKeyError as err:
         known = [f.name for f in dataclasses.fields(schema)]
-        key = getattr(err, "full_key", None) or "?"
+        raise ConfigError(
+            f"unknown key {where}.{err.full_key}; the keys of {where}: {known}"
+        ) from None
+    except OmegaConfBaseException as err:
         reason = str(err).splitlines()[0]
-        raise ConfigError(f"{where}.{key}: {reason} (keys of {where}: {known})") from None
+        raise ConfigError(f"{where}.{getattr(err, 'full_key', '?')}: {reason}") from None
 
 
 def validate(cfg: DictConfig) -> dict[str, Any]:

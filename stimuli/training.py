@@ -94,6 +94,13 @@ def make_trainer(
     return pl.Trainer(**kwargs)
 
 
+def placement(trainer_cfg: Any) -> dict[str, Any]:
+    """Only the hardware settings (`PLACEMENT_KEYS`) of a `trainer/` node: what every Trainer of a
+    job shares, whatever its logging or checkpointing."""
+    settings = dict(plain(trainer_cfg) or {})
+    return {k: settings[k] for k in PLACEMENT_KEYS if k in settings}
+
+
 def plain(cfg: Any) -> Any:
     """A plain container of an OmegaConf node (other values unchanged)."""
     if isinstance(cfg, DictConfig | ListConfig):

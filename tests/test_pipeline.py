@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from stimuli import pipeline
 from stimuli.evaluate import evaluate_run
@@ -87,6 +88,7 @@ def test_results_json_has_every_block(finished):
     assert len(list((out / "students").glob("*.joblib"))) == 4 * 3
 
 
+@pytest.mark.slow  # the golden test compares the shared run with numbers recorded earlier
 def test_same_seed_same_numbers(finished, tmp_path):
     _, first, _ = finished
     again = run_tiny(tmp_path / "out", tmp_path / "cache", "threads=1")  # fresh cache
@@ -111,7 +113,9 @@ def test_second_job_reuses_teacher_identity_and_stimuli(finished, tmp_path, monk
     monkeypatch.setattr("stimuli.teacher.train_teacher", no_training)
     monkeypatch.setattr("stimuli.identity.train_identity_ensemble", no_training)
     monkeypatch.setattr("stimuli.synthesis.shards.synthesize", no_training)
-    second = run_tiny(tmp_path / "out", cache, "student=logreg")
+    second = run_tiny(
+        tmp_path / "out", cache, "student=logreg", "stages=[teacher,students,evaluate]"
+    )
     assert second["cache"] == {
         "teacher": "cached",
         "identity": "cached",
@@ -271,6 +275,7 @@ def test_multirun_over_students_trains_the_teacher_once(tmp_path):
         "-m",
         *TINY,
         "student=logreg,knn",
+        "stages=[data,teacher,synthesize,students,evaluate]",
         f"hydra.sweep.dir={tmp_path / 'sweep'}",
         f"paths.cache_dir={tmp_path / 'cache'}",
     ]
@@ -434,3 +439,57 @@ def test_per_person_accuracy_adds_up_to_the_jobs_test_accuracy(finished, capsys)
         assert result["test_acc"][name] == pytest.approx(acc, abs=1e-3)
     with pytest.raises(SystemExit, match="no saved students"):
         per_person.per_person_accuracy(out, ["no_such_student"])
+
+
+def test_objective_is_the_distilled_teacher_architecture_students_val_kappa(tiny_run, tmp_path):
+    from stimuli.metrics import score
+    from stimuli.students import Student
+
+    objective = tiny_run.results["objective"]
+    assert {k: objective[k] for k in ("student", "variant", "metric", "split")} == {
+        "student": "cnn",  # conf/model/cnn is the teacher; students.cnn is its architecture
+        "variant": "stimuli_kd",
+        "metric": "kappa",
+        "split": "val",
+    }
+    student = Student.load(tiny_run.out / "students" / "cnn-stimuli_kd.joblib")
+    job = open_job(compose_config([*TINY, "student=fast"], tmp_path, tiny_run.cache))
+    x_val, y_val, _ = job.get("dm").datasets["val"].arrays()
+    assert objective["value"] == score(student.predict_proba(x_val), y_val)["kappa"]
+
+
+def test_two_trial_optuna_sweep_maximizes_the_objective(tiny_run, tmp_path):
+    """A real Optuna sweep over a synthesis setting: each trial is a job (the teacher, identity
+    model and label teachers load from the shared cache) whose return value Optuna records."""
+    sweep = tmp_path / "sweep"
+    cmd = [
+        sys.executable,
+        "-m",
+        "stimuli.run",
+        "-m",
+        *TINY,
+        "student=cnn",
+        "stages=[data,teacher,synthesize,students,evaluate]",
+        "report=false",
+        "threads=1",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.direction=maximize",
+        "hydra.sweeper.sampler.seed=0",
+        "synthesis.lr=interval(0.01,0.1)",
+        f"hydra.sweep.dir={sweep}",
+        f"paths.cache_dir={tiny_run.cache}",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = [json.loads((sweep / str(i) / "results.json").read_text()) for i in (0, 1)]
+    values = [job["objective"]["value"] for job in jobs]
+    assert all(job["cache"]["teacher"] == "cached" for job in jobs)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(values))
+    lrs = []
+    for i in (0, 1):
+        overrides = yaml.safe_load((sweep / str(i) / ".hydra" / "overrides.yaml").read_text())
+        lrs += [float(o.split("=", 1)[1]) for o in overrides if o.startswith("synthesis.lr=")]
+    assert all(0.01 <= lr <= 0.1 for lr in lrs) and lrs[0] != lrs[1]

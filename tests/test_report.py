@@ -24,6 +24,7 @@ from stimuli.pipeline.assess_stages import evaluate_stage
 from stimuli.pipeline.report_stage import report_inputs
 from stimuli.report import (
     ReportInputs,
+    canvas,
     figures,
     load_results,
     write_report,
@@ -422,7 +423,7 @@ def test_figures_have_the_expected_axes(arrays):
     for name, (fig, n_axes) in made.items():
         assert isinstance(fig, Figure), name
         assert len(fig.axes) == n_axes, name
-        png = figures.to_png(fig)
+        png = canvas.to_png(fig)
         assert png[:8] == PNG_MAGIC and len(png) > 2000, name
 
 
@@ -431,7 +432,7 @@ def test_stimulus_figures_survive_a_missing_class(arrays):
     only_normal = np.zeros(len(a.stim_y), dtype=int)
     fig = figures.class_means(a.stim, only_normal, a.real, a.real_y, fs=1.0, label_names=["n", "a"])
     assert len(fig.axes) == 2 * 2
-    assert figures.to_png(fig)[:8] == PNG_MAGIC
+    assert canvas.to_png(fig)[:8] == PNG_MAGIC
 
 
 def test_report_inputs_take_fs_and_channels_from_results():

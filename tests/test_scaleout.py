@@ -18,7 +18,8 @@ from stimuli.pipeline import run_pipeline
 from tests.conftest import REPO, TINY, compose_config
 from tests.wandb_records import read_run
 
-JOBS = ["student=logreg,knn", "threads=1"]
+# no audit or release: these tests are about launching jobs that share one cache
+JOBS = ["student=logreg,knn", "threads=1", "stages=[data,teacher,synthesize,students,evaluate]"]
 
 
 def multirun(tmp_path: Path, *overrides: str) -> list[dict]:

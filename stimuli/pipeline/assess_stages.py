@@ -30,7 +30,7 @@ from stimuli.release.stage import (
     write_checked_release,
 )
 from stimuli.students.fit import fit_students, score_students, student_factories
-from stimuli.training import PLACEMENT_KEYS
+from stimuli.training import placement
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,7 @@ def privacy_stage(
 ) -> StageOutput:
     """The privacy audit of what `release` would publish (stimuli/privacy/)."""
     pcfg = OmegaConf.to_container(ctx.cfg.privacy, resolve=True)
-    trainer = OmegaConf.to_container(ctx.cfg.trainer, resolve=True)
-    pcfg["auditor"]["trainer"] = {k: trainer[k] for k in PLACEMENT_KEYS if k in trainer}
+    pcfg["auditor"]["trainer"] = placement(ctx.cfg.trainer)
     summary, details = audit_privacy(
         dm,
         teacher,

@@ -31,6 +31,7 @@ from stimuli.synthesis.shards import (
     stimulus_shard,
 )
 from stimuli.teacher import label_teacher_ensemble, teacher_ensemble
+from stimuli.training import placement
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def identity_stage(ctx: RunContext, dm: CohortDataModule) -> StageOutput:
         ctx.seed + 1,
         ctx.store,
         ctx.keys["identity"],
-        trainer_cfg=ctx.cfg.trainer,
+        trainer_cfg=placement(ctx.cfg.trainer),
         logger=ctx.tracker.trainer_logger("identity"),
         progress=ctx.progress,
     )
@@ -135,7 +136,7 @@ def stimuli_stage(
     """All stimuli (merged shards), or with `synthesis_shards=[a, b]` only this job's shards."""
     synth = synthesis_settings(ctx)
     inputs = synthesis_inputs(ctx, dm, teacher, identity)
-    key, trainer = ctx.keys["stimuli"], ctx.cfg.trainer
+    key, trainer = ctx.keys["stimuli"], placement(ctx.cfg.trainer)
     chosen = ctx.cfg.get("synthesis_shards")
     if chosen is not None:  # one job's part of a sharded synthesis
         indices = shard_indices(synth, chosen)
@@ -169,7 +170,7 @@ def shard_entry(
         synthesis_settings(ctx),
         inputs,
         seed=ctx.seed,
-        trainer=ctx.cfg.trainer,
+        trainer=placement(ctx.cfg.trainer),
     )
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 
 from stimuli.io import write_atomic
-from stimuli.report.figures import to_png
+from stimuli.report.canvas import to_png
 
 log = logging.getLogger(__name__)
 NOT_AVAILABLE = "not available"
