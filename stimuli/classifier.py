@@ -6,6 +6,7 @@ Targets are class indices, or `(N, K)` probability vectors when learning from so
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pytorch_lightning import LightningModule
@@ -124,20 +125,41 @@ class Classifier(LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
+def _batch(x: Tensor | np.ndarray, i: int, batch_size: int, device: torch.device) -> Tensor:
+    """Rows `i:i+batch_size` as a float32 tensor on `device`; a read-only array (a memory map)
+    is copied one batch at a time, never as a whole."""
+    part = x[i : i + batch_size]
+    if isinstance(part, np.ndarray):
+        part = torch.from_numpy(np.array(part, dtype=np.float32, copy=not part.flags.writeable))
+    return part.to(device)
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters(), torch.empty(0)).device
+
+
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Softmax outputs in eval mode, batched; the model's mode is restored afterwards."""
-    was_training = model.training
+def predict_proba(model: nn.Module, x: Tensor | np.ndarray, batch_size: int = 512) -> Tensor:
+    """Softmax outputs in eval mode, batched on the model's device, returned on the CPU; the
+    model's mode is restored afterwards."""
+    was_training, device = model.training, _device(model)
     model.eval()
-    out = torch.cat([model(x[i : i + batch_size]).softmax(1) for i in range(0, len(x), batch_size)])
+    out = torch.cat(
+        [
+            model(_batch(x, i, batch_size, device)).softmax(1).cpu()
+            for i in range(0, len(x), batch_size)
+        ]
+    )
     model.train(was_training)
     return out
 
 
 @torch.no_grad()
-def embed(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    was_training = model.training
+def embed(model: nn.Module, x: Tensor | np.ndarray, batch_size: int = 512) -> Tensor:
+    was_training, device = model.training, _device(model)
     model.eval()
-    out = torch.cat([model.embed(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    out = torch.cat(
+        [model.embed(_batch(x, i, batch_size, device)).cpu() for i in range(0, len(x), batch_size)]
+    )
     model.train(was_training)
     return out

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import hydra
 import joblib
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -53,7 +52,7 @@ def evaluate_run(run_dir: str | Path, data_cfg: DictConfig, quiet: bool = False)
     if teacher_path.is_file():
         shape = (x.shape[1], dm.n_classes, x.shape[2])
         teacher = load_teacher(teacher_path, run_cfg.model, run_cfg.teacher, shape)
-        result["teacher"] = score(predict_proba(teacher, torch.from_numpy(x)), y)
+        result["teacher"] = score(predict_proba(teacher, x), y)
     students: dict = {}
     for path in sorted((run_dir / "students").glob("*.joblib")):
         name, variant = path.stem.rsplit("-", 1)

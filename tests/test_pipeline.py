@@ -267,6 +267,7 @@ def test_unknown_stage_is_refused(tmp_path):
         run_pipeline(cfg)
 
 
+@pytest.mark.slow  # tests/test_scaleout.py checks the same through joblib and submitit
 def test_multirun_over_students_trains_the_teacher_once(tmp_path):
     cmd = [
         sys.executable,

@@ -45,8 +45,10 @@ def check_jobs(jobs: list[dict]) -> None:
     assert [set(j["students"]) for j in jobs] == [{"logreg"}, {"knn"}]
     for job in jobs:
         assert 0 <= job["students"][next(iter(job["students"]))]["real"]["acc"] <= 1
-    # the jobs share one teacher through the cache: the same numbers in both
+    # the jobs share one teacher through the cache: one trains it, the other loads it
     assert jobs[0]["teacher"]["test"] == jobs[1]["teacher"]["test"]
+    for stage in ("teacher", "identity", "stimuli", "label_teachers"):
+        assert sorted(j["cache"][stage] for j in jobs)[0] == "cached", stage
 
 
 def test_multirun_through_submitit_local(tmp_path):
