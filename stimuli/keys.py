@@ -76,7 +76,8 @@ def synthesis_key_settings(cfg: DictConfig) -> dict:
 def stage_keys(cfg: DictConfig) -> dict[str, str]:
     data = data_identity(cfg)
     teacher_cfg = key_settings(TeacherConfig, _plain(cfg.teacher))
-    teacher = config_hash("teacher", data, cfg.model, teacher_cfg, cfg.trainer, cfg.seed)
+    parts = [data, cfg.model, teacher_cfg, cfg.trainer, cfg.seed, cfg.get("callbacks")]
+    teacher = config_hash("teacher", *parts)
     identity_cfg = key_settings(IdentityConfig, _plain(cfg.identity))
     identity = config_hash("identity", data, identity_cfg, cfg.seed)
     stimuli = config_hash("stimuli", teacher, identity, synthesis_key_settings(cfg))

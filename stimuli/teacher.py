@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 
 from stimuli.classifier import Classifier, predict_proba
@@ -26,7 +27,7 @@ from stimuli.data.cohort import CohortDataModule
 from stimuli.metrics import score
 from stimuli.models import build_network, load_member, member_file
 from stimuli.store import ArtifactStore
-from stimuli.training import balanced_class_weights, make_trainer
+from stimuli.training import balanced_class_weights, make_trainer, plain
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,25 @@ def evaluate_splits(model: torch.nn.Module, dm: CohortDataModule) -> dict[str, d
     return report
 
 
+def instantiate_callbacks(callbacks_cfg: Mapping[str, Any] | None, ckpt_dir: str) -> list:
+    """The `callbacks/` group's callbacks; a `ModelCheckpoint` writes to `ckpt_dir`. Raises
+    ValueError naming the group when it has no ModelCheckpoint (the best epoch could not be
+    kept)."""
+    callbacks = []
+    for name, node in (plain(callbacks_cfg) or {}).items():
+        if get_class(node["_target_"]) is ModelCheckpoint:
+            callbacks.append(instantiate(node, dirpath=ckpt_dir))
+        else:
+            callbacks.append(instantiate(node))
+        log.debug("teacher callback %s: %s", name, type(callbacks[-1]).__name__)
+    if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        raise ValueError(
+            "callbacks: the teacher's callbacks need a ModelCheckpoint (callbacks=teacher keeps "
+            f"the best validation kappa); got {list(plain(callbacks_cfg) or {})}"
+        )
+    return callbacks
+
+
 def train_teacher(
     dm: CohortDataModule,
     model_cfg: DictConfig,
@@ -90,7 +110,10 @@ def train_teacher(
     logger=False,
     progress=False,
     trainer_cfg: Mapping[str, Any] | None = None,
+    callbacks_cfg: Mapping[str, Any] | None = None,
 ) -> tuple[torch.nn.Module, dict]:
+    """The teacher's architecture fitted on `dm`'s training persons; `callbacks_cfg` (the
+    `callbacks/` group) must hold one `ModelCheckpoint`, whose best epoch is kept."""
     pl.seed_everything(seed, workers=True)
     model = build_network(model_cfg, dm.n_chans, dm.n_classes, dm.n_times)
     _, y_train, _ = dm.datasets["train"].arrays()
@@ -104,12 +127,12 @@ def train_teacher(
         adv_eps=float(cfg.get("adv_eps", 0.0)),
     )
     with tempfile.TemporaryDirectory() as ckpt_dir:
-        best = ModelCheckpoint(dirpath=ckpt_dir, monitor="val/kappa", mode="max", save_top_k=1)
-        stop = EarlyStopping(monitor="val/kappa", mode="max", patience=cfg.patience)
+        callbacks = instantiate_callbacks(callbacks_cfg, ckpt_dir)
+        best = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
         trainer = make_trainer(
             trainer_cfg,
             max_epochs=cfg.max_epochs,
-            callbacks=[best, stop],
+            callbacks=callbacks,
             logger=logger,
             progress=progress,
         )
@@ -161,6 +184,7 @@ def teacher_ensemble(
     key: str,
     *,
     trainer_cfg: Mapping[str, Any] | None = None,
+    callbacks_cfg: Mapping[str, Any] | None = None,
     logger_for: Callable[[str], Any] = lambda name: False,
     progress: bool = False,
 ) -> tuple[nn.Module, dict, bool]:
@@ -181,6 +205,7 @@ def teacher_ensemble(
                 logger=logger_for("teacher" + (f"{i}" if i else "")),
                 progress=progress,
                 trainer_cfg=trainer_cfg,
+                callbacks_cfg=callbacks_cfg,
             )
             torch.save(model.state_dict(), folder / member_file(i))
             members.append(model)
@@ -207,6 +232,7 @@ def label_teacher_ensemble(
     key: str,
     *,
     trainer_cfg: Mapping[str, Any] | None = None,
+    callbacks_cfg: Mapping[str, Any] | None = None,
     logger_for: Callable[[str], Any] = lambda name: False,
     progress: bool = False,
 ) -> tuple[TeacherEnsemble, dict, bool]:
@@ -229,6 +255,7 @@ def label_teacher_ensemble(
                 logger=logger_for(f"label_teacher{g}"),
                 progress=progress,
                 trainer_cfg=trainer_cfg,
+                callbacks_cfg=callbacks_cfg,
             )
             torch.save(model.state_dict(), folder / member_file(g))
             reports.append({**report, "n_persons": len(persons)})

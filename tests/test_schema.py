@@ -96,3 +96,20 @@ def test_build_gives_typed_settings():
     synth = build(SynthesisConfig, {"steps": "7", "betas": [0.1, 0.2]}, "synthesis")
     assert synth.steps == 7 and synth.betas == (0.1, 0.2)
     assert synth.weights == DEFAULT_WEIGHTS
+
+
+def test_teacher_callbacks_come_from_the_callbacks_group(tmp_path):
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from stimuli.teacher import instantiate_callbacks
+
+    cfg = compose_config([], tmp_path, tmp_path)
+    callbacks = instantiate_callbacks(cfg.callbacks, str(tmp_path / "ckpt"))
+    assert [type(c) for c in callbacks] == [ModelCheckpoint, EarlyStopping]
+    assert callbacks[0].dirpath == str(tmp_path / "ckpt") and callbacks[0].monitor == "val/kappa"
+    assert callbacks[1].patience == cfg.teacher.patience  # interpolated from teacher.patience
+    only_stop = {
+        "early_stopping": OmegaConf.to_container(cfg.callbacks.early_stopping, resolve=True)
+    }
+    with pytest.raises(ValueError, match="need a ModelCheckpoint"):
+        instantiate_callbacks(only_stop, str(tmp_path))

@@ -73,6 +73,7 @@ def teacher_stage(ctx: RunContext, dm: CohortDataModule) -> StageOutput:
         ctx.store,
         ctx.keys["teacher"],
         trainer_cfg=cfg.trainer,
+        callbacks_cfg=cfg.callbacks,
         logger_for=ctx.logger_for(),
         progress=ctx.progress,
     )
@@ -197,6 +198,7 @@ def soft_labels_stage(
         ctx.store,
         ctx.keys["label_teachers"],
         trainer_cfg=cfg.trainer,
+        callbacks_cfg=cfg.callbacks,
         logger_for=ctx.logger_for(),
         progress=ctx.progress,
     )
