@@ -2,18 +2,28 @@
 
 A job whose inputs were already computed loads them instead of recomputing them. Entries are
 written to a temporary folder and renamed into place under a lock (`build_once`), so concurrent
-jobs wait for one build and never read a half-written entry.
+jobs wait for one build and never read a half-written entry. Each entry keeps the SHA-256 of its
+files (`checksums.json`); an entry whose files were truncated or altered since is reported with
+a warning naming it and rebuilt, never loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from stimuli.data.cache import build_once
-from stimuli.io import read_json
+
+log = logging.getLogger(__name__)
+CHECKSUMS = "checksums.json"
+META = "meta.json"
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,42 @@ class Entry:
     built: bool
 
 
+def file_digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file of an entry but its checksums file (`meta.json` included)."""
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUMS):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out[str(path.relative_to(folder))] = digest.hexdigest()
+    return out
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a finished entry, or None. Entries written before checksums were
+    kept (no `checksums.json`) are only checked for a readable `meta.json`."""
+    try:
+        json.loads((folder / META).read_text())
+    except (OSError, ValueError) as err:
+        return f"{META} unreadable ({err})"
+    if not (folder / CHECKSUMS).is_file():
+        return None
+    try:
+        want = json.loads((folder / CHECKSUMS).read_text())
+    except (OSError, ValueError) as err:
+        return f"{CHECKSUMS} unreadable ({err})"
+    have = file_digests(folder)
+    for name in sorted(set(want) | set(have)):
+        if name not in have:
+            return f"{name} missing"
+        if name not in want:
+            return f"{name} not listed in {CHECKSUMS}"
+        if want[name] != have[name]:
+            return f"{name} altered or truncated (checksum mismatch)"
+    return None
+
+
 @dataclass(frozen=True)
 class ArtifactStore:
     """Stage outputs under `root/stages/`, each addressed by (stage, key)."""
@@ -32,11 +78,20 @@ class ArtifactStore:
     root: Path
 
     def entry(self, stage: str, key: str, write: Callable[[Path], dict]) -> Entry:
-        """The entry `stage/key`; `write(folder) -> meta` fills it first when it is absent."""
+        """The entry `stage/key`; `write(folder) -> meta` fills it first when it is absent, or
+        again when the cached one is damaged."""
 
         def build(tmp: Path) -> None:
             meta = write(tmp)
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+            (tmp / META).write_text(json.dumps(meta, indent=1, default=str))
+            (tmp / CHECKSUMS).write_text(json.dumps(file_digests(tmp), indent=1))
 
-        path, built = build_once(Path(self.root) / "stages" / stage, key, build)
-        return Entry(path, read_json(path / "meta.json"), built)
+        folder = Path(self.root) / "stages" / stage
+        path, built = build_once(folder, key, build)
+        if not built and (problem := damage(path)) is not None:
+            log.warning("cache entry %s is damaged: %s; rebuilding it", path, problem)
+            with FileLock(str(folder / f"{key}.lock")):
+                if damage(path) is not None:  # nobody rebuilt it while we waited
+                    shutil.rmtree(path)
+            path, built = build_once(folder, key, build)
+        return Entry(path, json.loads((path / META).read_text()), built)

@@ -1,0 +1,53 @@
+"""The artifact store: built once, loaded after, and a damaged entry is reported and rebuilt."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stimuli.store import CHECKSUMS, ArtifactStore
+
+
+def writer(calls: list[int]):
+    def write(folder: Path) -> dict:
+        calls.append(1)
+        np.save(folder / "weights.npy", np.arange(1000, dtype=np.float32) * len(calls))
+        return {"n": 1000}
+
+    return write
+
+
+def test_an_entry_is_built_once_then_loaded(tmp_path):
+    store, calls = ArtifactStore(tmp_path), []
+    first = store.entry("teacher", "k1", writer(calls))
+    again = store.entry("teacher", "k1", writer(calls))
+    assert (first.built, again.built, len(calls)) == (True, False, 1)
+    assert again.meta == {"n": 1000} and (again.path / CHECKSUMS).is_file()
+    assert set(json.loads((again.path / CHECKSUMS).read_text())) == {"meta.json", "weights.npy"}
+
+
+@pytest.mark.parametrize("harm", ["flip", "truncate", "extra", "meta"])
+def test_a_damaged_entry_is_named_and_rebuilt(tmp_path, caplog, harm):
+    store, calls = ArtifactStore(tmp_path), []
+    path = store.entry("stimuli", "k2", writer(calls)).path
+    target = path / ("meta.json" if harm == "meta" else "weights.npy")
+    data = bytearray(target.read_bytes())
+    if harm == "flip":
+        data[len(data) // 2] ^= 0x01
+        target.write_bytes(bytes(data))
+    elif harm in ("truncate", "meta"):
+        target.write_bytes(bytes(data[: len(data) // 2]))
+    else:
+        (path / "stray.bin").write_bytes(b"x")
+    with caplog.at_level(logging.WARNING, logger="stimuli.store"):
+        entry = store.entry("stimuli", "k2", writer(calls))
+    assert entry.built and len(calls) == 2
+    assert str(path) in caplog.text and "rebuilding" in caplog.text
+    assert np.load(entry.path / "weights.npy")[1] == 2.0  # the new build, not the damaged one
+    assert not (entry.path / "stray.bin").exists()
+    # and the rebuilt entry loads again without a rebuild
+    assert not store.entry("stimuli", "k2", writer(calls)).built and len(calls) == 2
