@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,36 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
+class DiskFullError(OSError):
+    """No space left where an output is written; the message names the path, the space it
+    needs (at least) and the space free."""
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def disk_full(path: str | Path, needed: int, what: str) -> DiskFullError:
+    """The error for `what` (e.g. "the release") not fitting at `path`: `needed` bytes."""
+    path = Path(path)
+    probe = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    return DiskFullError(
+        errno.ENOSPC,
+        f"{path}: no space left for {what}: it needs at least {_mib(needed)}, "
+        f"{_mib(free)} are free. Free some space or write elsewhere (paths.output_dir, "
+        "STIMULI_CACHE); nothing was replaced, the previous version is intact",
+    )
+
+
+def is_disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
+
+
 def write_atomic(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,8 +62,10 @@ def write_atomic(path: str | Path, data: bytes) -> Path:
             f.write(data)
         os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise disk_full(path, len(data), path.name) from err
         raise
     return path
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from stimuli.data.cache import build_once
+from stimuli.io import DiskFullError, disk_full, folder_bytes, is_disk_full
 
 log = logging.getLogger(__name__)
 CHECKSUMS = "checksums.json"
@@ -82,9 +83,15 @@ class ArtifactStore:
         again when the cached one is damaged."""
 
         def build(tmp: Path) -> None:
-            meta = write(tmp)
-            (tmp / META).write_text(json.dumps(meta, indent=1, default=str))
-            (tmp / CHECKSUMS).write_text(json.dumps(file_digests(tmp), indent=1))
+            try:
+                meta = write(tmp)
+                (tmp / META).write_text(json.dumps(meta, indent=1, default=str))
+                (tmp / CHECKSUMS).write_text(json.dumps(file_digests(tmp), indent=1))
+            except OSError as err:  # the temporary folder is removed by build_once
+                if is_disk_full(err) and not isinstance(err, DiskFullError):
+                    what = f"the {stage} cache entry {key}"
+                    raise disk_full(folder / key, folder_bytes(tmp) + 1, what) from err
+                raise
 
         folder = Path(self.root) / "stages" / stage
         path, built = build_once(folder, key, build)

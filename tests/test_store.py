@@ -51,3 +51,45 @@ def test_a_damaged_entry_is_named_and_rebuilt(tmp_path, caplog, harm):
     assert not (entry.path / "stray.bin").exists()
     # and the rebuilt entry loads again without a rebuild
     assert not store.entry("stimuli", "k2", writer(calls)).built and len(calls) == 2
+
+
+def test_a_full_disk_names_the_entry_and_leaves_nothing(tmp_path, monkeypatch):
+    import errno
+
+    from stimuli.io import DiskFullError
+
+    store, calls = ArtifactStore(tmp_path), []
+
+    def fills_the_disk(folder: Path) -> dict:
+        calls.append(1)
+        (folder / "part.bin").write_bytes(b"x" * 4096)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFullError, match=r"stimuli/k3: no space left for the stimuli cache"):
+        store.entry("stimuli", "k3", fills_the_disk)
+    stage = tmp_path / "stages" / "stimuli"
+    assert [p.name for p in stage.iterdir() if not p.name.endswith(".lock")] == []
+    # a later job with space builds it
+    assert store.entry("stimuli", "k3", writer(calls)).built
+
+
+def test_a_full_disk_keeps_the_previous_release(tmp_path, monkeypatch):
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    from stimuli.io import DiskFullError
+    from stimuli.release import bundle
+    from stimuli.release.forbidden import ForbiddenInfo
+
+    dest = tmp_path / "release"
+    dest.mkdir()
+    (dest / "stimuli.npz").write_bytes(b"old bundle")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(100, 90, 10))
+    files = {"stimuli.npz": b"y" * 1000, "datacard.json": b"{}"}
+    nothing = ForbiddenInfo()
+    monkeypatch.setattr(bundle, "check_leaks", lambda files, forbidden: [])
+    with pytest.raises(DiskFullError, match=r"release: no space left for the release: .*needs"):
+        bundle.write_release(dest, files, nothing)
+    assert (dest / "stimuli.npz").read_bytes() == b"old bundle"
+    assert [p.name for p in tmp_path.iterdir()] == ["release"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from stimuli.io import DiskFullError, disk_full, is_disk_full
 from stimuli.release.forbidden import ForbiddenInfo
 from stimuli.release.layout import (
     BUNDLE_FILES,
@@ -75,6 +76,9 @@ def write_release(dest: str | Path, files: Mapping[str, bytes], forbidden: Forbi
     if findings:
         raise LeakError(findings)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    needed = sum(len(data) for data in files.values())
+    if shutil.disk_usage(dest.parent).free < needed:
+        raise disk_full(dest, needed, "the release")
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     old: Path | None = None
     try:
@@ -91,11 +95,13 @@ def write_release(dest: str | Path, files: Mapping[str, bytes], forbidden: Forbi
             os.replace(dest, old)
         os.replace(tmp, dest)
         os.utime(dest, (FIXED_MTIME, FIXED_MTIME))
-    except BaseException:
+    except BaseException as err:
         if old is not None and not dest.exists():
             os.replace(old, dest)
             old = None
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise disk_full(dest, needed, "the release") from err
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
