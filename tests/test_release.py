@@ -169,6 +169,23 @@ def test_bundle_round_trips_through_the_datamodule(owner, owner_run):
     assert xb.shape == (8, 4, 60) and soft.shape == (8, 2) and soft.dtype == torch.float32
 
 
+def test_a_bundle_whose_arrays_need_pickle_is_refused(owner, tmp_path):
+    import hashlib
+
+    bundle = Path(shutil.copytree(owner.bundle, tmp_path / "bundle"))
+    with np.load(bundle / "stimuli.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["labels"] = np.array([{"run": "code"}] * len(arrays["labels"]), dtype=object)
+    np.savez(bundle / "stimuli.npz", **arrays)  # pickles the object array
+    sums = "".join(
+        f"{hashlib.sha256((bundle / n).read_bytes()).hexdigest()}  {n}\n"
+        for n in ("datacard.json", "stimuli.npz")
+    )
+    (bundle / "SHA256SUMS").write_text(sums)  # checksums that match: only pickle is wrong
+    with pytest.raises(BundleError, match=r"stimuli\.npz: cannot be read without pickle"):
+        StimuliDataModule(bundle)
+
+
 @pytest.mark.parametrize("target", ["stimuli.npz", "datacard.json"])
 def test_tampered_or_missing_file_is_named(owner, tmp_path, target):
     bundle = Path(shutil.copytree(owner.bundle, tmp_path / "bundle"))

@@ -3,12 +3,14 @@
 The key hashes each input file's path, size and modification time (not its bytes, so a cached
 setup never re-reads the raw files) together with the preprocessing config. A build writes into a
 temporary folder and renames it into place under a file lock, so two processes building the same
-cache at once neither corrupt it nor build it twice.
+cache at once neither corrupt it nor build it twice. Windows are appended record by record
+(`WindowWriter`), so building a cohort never holds more than one record's windows in memory.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -79,15 +81,86 @@ def build_once(cache_dir: Path, key: str, write: Callable[[Path], None]) -> tupl
     return final, True
 
 
+class WindowWriter:
+    """Appends windows to the cache arrays in `folder`, one record at a time.
+
+    `x` goes straight to `x.npy`: its header is written for zero windows and rewritten with the
+    final count by `close` (NumPy pads the header so the first axis can grow in place), so the
+    file is byte-for-byte what `np.save` writes for the concatenated array. The per-window integer
+    arrays (24 bytes a window, against `x`'s `4 * n_chans * n_times`) are collected and saved
+    at the end.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self.n = 0
+        self.sample_shape: tuple[int, ...] | None = None
+        self.header_len = 0
+        self.x_file: io.BufferedRandom | None = None
+        self.small: dict[str, list[np.ndarray]] = {name: [] for name in ARRAYS[1:]}
+
+    def append(
+        self, x: np.ndarray, y: np.ndarray, record_index: np.ndarray, segment_index: np.ndarray
+    ) -> None:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self.x_file is None:
+            self.sample_shape = x.shape[1:]
+            self.x_file = open(self.folder / "x.npy", "w+b")  # noqa: SIM115 (closed by close)
+            self.header_len = self.x_file.write(self._header(0))
+        elif x.shape[1:] != self.sample_shape:
+            raise ValueError(
+                f"windows of shape {x.shape[1:]} after windows of shape {self.sample_shape}: "
+                "every record must give the same channels and window length"
+            )
+        parts = {"y": y, "record_index": record_index, "segment_index": segment_index}
+        if any(len(a) != len(x) for a in parts.values()):
+            raise ValueError(f"{len(x)} windows but {[len(a) for a in parts.values()]} labels")
+        self.x_file.write(x.data)
+        for name, a in parts.items():
+            self.small[name].append(np.asarray(a, dtype=np.int64))
+        self.n += len(x)
+
+    def _header(self, n: int) -> bytes:
+        buf = io.BytesIO()
+        descr = np.lib.format.dtype_to_descr(np.dtype(np.float32))
+        header = {"descr": descr, "fortran_order": False, "shape": (n, *self.sample_shape)}
+        np.lib.format.write_array_header_1_0(buf, header)
+        return buf.getvalue()
+
+    def close(self) -> None:
+        """Finish `x.npy` with the final count and save the per-window arrays."""
+        if self.x_file is None:
+            raise ValueError("no record was written to the cache")
+        header = self._header(self.n)
+        if len(header) != self.header_len:  # NumPy reserves room for 21 digits
+            raise RuntimeError(f"x.npy header grew from {self.header_len} to {len(header)} bytes")
+        self.x_file.seek(0)
+        self.x_file.write(header)
+        self.release()
+        for name, parts in self.small.items():
+            np.save(self.folder / f"{name}.npy", np.concatenate(parts).astype(np.int64))
+
+    def release(self) -> None:
+        """Close `x.npy` (also after a failed build, whose folder is then removed)."""
+        if self.x_file is not None:
+            self.x_file.close()
+
+
 def cached_windows(
-    cache_dir: Path, key: str, build: Callable[[], tuple[dict[str, np.ndarray], dict]]
+    cache_dir: Path, key: str, build: Callable[[WindowWriter], dict]
 ) -> tuple[CachedWindows, bool]:
-    """Load the window cache entry `key`, building it with `build()` first if absent."""
+    """Load the window cache entry `key`, building it first if absent.
+
+    `build(writer)` appends every record's windows to `writer` in order and returns the meta.
+    """
 
     def write(tmp: Path) -> None:
-        arrays, meta = build()
-        for name in ARRAYS:
-            np.save(tmp / f"{name}.npy", arrays[name])
+        writer = WindowWriter(tmp)
+        try:
+            meta = build(writer)
+            writer.close()
+        finally:
+            writer.release()
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
 
     path, built = build_once(cache_dir, key, write)

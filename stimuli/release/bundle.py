@@ -151,7 +151,20 @@ def read_bundle(path: str | Path, verify: bool = True) -> tuple[dict[str, np.nda
     path = Path(path)
     if verify:
         verify_bundle(path)
-    card = json.loads((path / DATACARD).read_text())
-    with np.load(path / NPZ, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
+    try:
+        card = json.loads((path / DATACARD).read_text())
+    except ValueError as err:
+        raise BundleError(f"{path / DATACARD}: not valid JSON ({err})") from None
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        with np.load(path / NPZ, allow_pickle=False) as f:
+            for name in f.files:
+                arrays[name] = f[name]
+    except ValueError as err:  # object arrays: loading them would run pickled code
+        raise BundleError(
+            f"{path / NPZ}: cannot be read without pickle ({err}); a bundle holds plain "
+            "numeric arrays only, so this one was not written by stimuli: refuse it"
+        ) from None
+    except (OSError, zipfile.BadZipFile) as err:
+        raise BundleError(f"{path / NPZ}: not a readable npz ({err})") from None
     return arrays, card
