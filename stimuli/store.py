@@ -72,6 +72,17 @@ def damage(folder: Path) -> str | None:
     return None
 
 
+def _remove_leftovers(folder: Path, key: str) -> None:
+    """Temporary build folders of `key` left by a killed job (SIGKILL runs no cleanup). Under
+    the entry's lock no live job is building `key`, so any such folder is a dead one's."""
+    if not folder.is_dir() or not any(folder.glob(f".{key}-*")):
+        return
+    with FileLock(str(folder / f"{key}.lock")):
+        for stale in folder.glob(f".{key}-*"):
+            log.warning("removing %s, left half-written by a job that was killed", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class ArtifactStore:
     """Stage outputs under `root/stages/`, each addressed by (stage, key)."""
@@ -94,6 +105,7 @@ class ArtifactStore:
                 raise
 
         folder = Path(self.root) / "stages" / stage
+        _remove_leftovers(folder, key)
         path, built = build_once(folder, key, build)
         if not built and (problem := damage(path)) is not None:
             log.warning("cache entry %s is damaged: %s; rebuilding it", path, problem)

@@ -93,3 +93,35 @@ def test_a_full_disk_keeps_the_previous_release(tmp_path, monkeypatch):
         bundle.write_release(dest, files, nothing)
     assert (dest / "stimuli.npz").read_bytes() == b"old bundle"
     assert [p.name for p in tmp_path.iterdir()] == ["release"]
+
+
+def _slow_teacher(root: str, out: str) -> None:
+    """One job needing the (uncached) teacher: builds it slowly, or waits and loads it."""
+    import time
+
+    def write(folder: Path) -> dict:
+        (folder / "model.pt").write_bytes(b"w" * 100_000)
+        time.sleep(1.0)  # a long training, during which the other job arrives
+        return {"trained_by": out}
+
+    entry = ArtifactStore(Path(root)).entry("teacher", "race", write)
+    Path(out).write_text(json.dumps({"built": entry.built, "meta": entry.meta}))
+
+
+def test_racing_jobs_build_one_entry_and_neither_reads_a_partial_one(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    outs = [tmp_path / f"job{i}.json" for i in (0, 1)]
+    jobs = [ctx.Process(target=_slow_teacher, args=(str(tmp_path), str(o))) for o in outs]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(60)
+    assert [job.exitcode for job in jobs] == [0, 0]
+    results = [json.loads(o.read_text()) for o in outs]
+    assert sorted(r["built"] for r in results) == [False, True]  # one built, one waited
+    assert results[0]["meta"] == results[1]["meta"]  # both read the finished entry
+    stage = tmp_path / "stages" / "teacher"
+    assert sorted(p.name for p in stage.iterdir()) == ["race", "race.lock"]  # no temp folder
+    assert (stage / "race" / "model.pt").stat().st_size == 100_000

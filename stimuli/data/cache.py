@@ -4,7 +4,7 @@ The key hashes each input file's path, size and modification time (not its bytes
 setup never re-reads the raw files) together with the preprocessing config. A build writes into a
 temporary folder and renames it into place under a file lock, so two processes building the same
 cache at once neither corrupt it nor build it twice. Windows are appended record by record
-(`WindowWriter`), so building a cohort never holds more than one record's windows in memory.
+(`WindowWriter`), so a build holds the windows of the records being read, never the cohort's.
 """
 
 from __future__ import annotations

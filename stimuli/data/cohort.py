@@ -9,14 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+from joblib import Parallel, delayed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from stimuli.data.cache import CachedWindows, cache_key, cached_windows
+from stimuli.data.cache import CachedWindows, WindowWriter, cache_key, cached_windows
 from stimuli.data.datasets import WindowDataset
 from stimuli.data.recording import CohortError, Recording
 from stimuli.data.splits import SPLITS, split_by_person
-from stimuli.data.windows import cut_windows, normalize_recording
+from stimuli.data.windows import WindowSet, cut_windows, normalize_recording
 
 log = logging.getLogger(__name__)
 NORMALIZATIONS = ("record", "global", "none")
@@ -30,6 +31,7 @@ class CohortDataModule(pl.LightningDataModule):
     """
 
     label_names = ("normal", "apnea")
+    read_ahead = 8  # records read at a time per reading process (`num_workers`)
 
     def __init__(
         self,
@@ -116,50 +118,51 @@ class CohortDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         self.load_cache()
 
-    def _iter_recordings(
-        self, names: Sequence[str], persons: dict[str, str]
-    ) -> Iterator[Recording]:
-        bar = tqdm(
-            names, desc=f"reading {self.root.name}", unit="record", disable=not self.progress
-        )
-        for name in bar:
-            bar.set_postfix_str(name)
-            yield self.read_record(name, persons[name])
-
-    def _build(self, names: list[str], persons: dict[str, str]) -> tuple[dict, dict]:
-        parts, per_record = [], []
-        channels, n_times = None, None
-        before = round(self.context_before_s * self.fs)
-        after = round(self.context_after_s * self.fs)
-        for i, rec in enumerate(self._iter_recordings(names, persons)):
-            if channels is None:
-                channels = rec.channels
-            signal = normalize_recording(rec.signal) if self.normalize == "record" else None
-            w = cut_windows(rec, before, after, signal=signal)
-            parts.append((w, i))
-            per_record.append(
-                {
-                    "record": rec.name,
-                    "person": rec.person,
-                    "labelled": len(rec.labels),
-                    "windows": len(w.y),
-                    "apnea": int(w.y.sum()),
-                    "dropped_edge": w.dropped_edge,
-                    "dropped_invalid": w.dropped_invalid,
-                    "dropped_flat": w.dropped_flat,
-                }
-            )
-            n_times = w.x.shape[2]
-        arrays = {
-            "x": np.concatenate([w.x for w, _ in parts]).astype(np.float32),
-            "y": np.concatenate([w.y for w, _ in parts]).astype(np.int64),
-            "record_index": np.concatenate([np.full(len(w.y), i) for w, i in parts]).astype(
-                np.int64
-            ),
-            "segment_index": np.concatenate([w.segment_index for w, _ in parts]).astype(np.int64),
+    def _record_windows(self, name: str, person: str) -> tuple[WindowSet, dict, list[str]]:
+        """One record read and cut into windows, with its summary row and channel names."""
+        rec = self.read_record(name, person)
+        before, after = (round(c * self.fs) for c in (self.context_before_s, self.context_after_s))
+        signal = normalize_recording(rec.signal) if self.normalize == "record" else None
+        w = cut_windows(rec, before, after, signal=signal)
+        row = {
+            "record": rec.name,
+            "person": rec.person,
+            "labelled": len(rec.labels),
+            "windows": len(w.y),
+            "apnea": int(w.y.sum()),
+            **{f"dropped_{k}": getattr(w, f"dropped_{k}") for k in ("edge", "invalid", "flat")},
         }
-        meta = {"channels": channels, "fs": self.fs, "n_times": n_times, "records": per_record}
-        return arrays, meta
+        return w, row, rec.channels
+
+    def _iter_windows(
+        self, names: Sequence[str], persons: dict[str, str]
+    ) -> Iterator[tuple[WindowSet, dict, list[str]]]:
+        """`_record_windows` of each record, in order: with `num_workers > 1` in that many
+        processes, `read_ahead * num_workers` at a time (at most so many are held in memory)."""
+        jobs = max(1, int(self.num_workers))
+        task, step = delayed(self._record_windows), self.read_ahead * jobs
+        bar = tqdm(
+            total=len(names),
+            desc=f"reading {self.root.name}",
+            unit="record",
+            disable=not self.progress,
+        )
+        with bar, Parallel(n_jobs=jobs, return_as="generator") as parallel:
+            for chunk in (names[i : i + step] for i in range(0, len(names), step)):
+                for name, result in zip(chunk, parallel(task(n, persons[n]) for n in chunk)):
+                    bar.set_postfix_str(name)
+                    bar.update()
+                    yield result
+
+    def _build(self, names: list[str], persons: dict[str, str], writer: WindowWriter) -> dict:
+        """Append every record's windows to the cache, record by record; return the meta."""
+        rows, channels, n_times = [], None, None
+        for i, (w, row, rec_channels) in enumerate(self._iter_windows(names, persons)):
+            channels = rec_channels if channels is None else channels
+            writer.append(w.x, w.y, np.full(len(w.y), i, dtype=np.int64), w.segment_index)
+            rows.append(row)
+            n_times = w.x.shape[2]
+        return {"channels": channels, "fs": self.fs, "n_times": n_times, "records": rows}
 
     def load_cache(self) -> CachedWindows:
         if self.cache is not None:
@@ -177,7 +180,7 @@ class CohortDataModule(pl.LightningDataModule):
         }
         key = cache_key(self.source_files(names), config)
         self.cache, self.built_cache = cached_windows(
-            self.cache_dir, key, lambda: self._build(names, persons)
+            self.cache_dir, key, lambda writer: self._build(names, persons, writer)
         )
         return self.cache
 

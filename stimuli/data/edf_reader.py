@@ -6,6 +6,7 @@ patient, recording and start-date fields identify people and never reach a `Reco
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,10 @@ from stimuli.data.recording import CohortError, Recording
 from stimuli.data.signal import resample
 
 _REFETCH = "re-export it from the recording software or download it again"
+# a header claiming more than this is corrupt, not a recording (and would stall resampling)
+_MAX_RECORDING_S = 31 * 24 * 3600.0
+# resampling by more than this factor either way is refused (the polyphase ratio is inexact)
+_MAX_RESAMPLE_RATIO = 1000.0
 
 
 def _edf_layout(path: Path) -> bool:
@@ -44,6 +49,7 @@ def _edf_layout(path: Path) -> bool:
             n_sig = int(head[252:256].decode("ascii").strip())
             header_bytes = int(head[184:192].decode("ascii").strip())
             n_records = int(head[236:244].decode("ascii").strip())
+            record_s = float(head[244:252].decode("ascii").strip())
             reserved = head[192:236].decode("ascii", "replace").strip()
             # labels 16, transducer 80, units 8, phys min/max 8+8, dig min/max 8+8, prefilter 80
             fh.seek(256 + n_sig * 216)
@@ -59,6 +65,18 @@ def _edf_layout(path: Path) -> bool:
         ) from None
     if n_sig <= 0 or header_bytes != 256 * (n_sig + 1) or min(spr, default=0) <= 0:
         raise CohortError(f"{path}: inconsistent EDF header (corrupt file); {_REFETCH}.")
+    if not math.isfinite(record_s) or record_s < 0:
+        raise CohortError(
+            f"{path}: inconsistent EDF header: the data record duration is {record_s:g} s "
+            f"(corrupt file); {_REFETCH}."
+        )
+    # EDF+ allows 0 s records for annotation-only files; mne then takes 1 s, and so does this check
+    total_s = max(n_records, 0) * (record_s or 1.0)
+    if total_s > _MAX_RECORDING_S:
+        raise CohortError(
+            f"{path}: inconsistent EDF header: {n_records} data records of {record_s:g} s make "
+            f"{total_s / 86400:.3g} days (corrupt file?); {_REFETCH}."
+        )
     record_bytes = 2 * sum(spr)
     data_bytes = size - header_bytes
     if n_records >= 0:
@@ -139,6 +157,13 @@ def read_edf_recording(
 
     picks = _pick_channels(path, list(raw.ch_names), channels)
     fs_in = float(raw.info["sfreq"])
+    ratio = float(fs) / fs_in if math.isfinite(fs_in) and fs_in > 0 else math.nan
+    if not 1 / _MAX_RESAMPLE_RATIO <= ratio <= _MAX_RESAMPLE_RATIO:
+        raise CohortError(
+            f"{path}: the header gives a sampling rate of {fs_in:g} Hz (samples per record / "
+            f"record duration), which cannot be resampled to data.fs={float(fs):g} Hz (at most "
+            f"{_MAX_RESAMPLE_RATIO:g} times up or down); check the file's header, or {_REFETCH}."
+        )
     duration_s = raw.n_times / fs_in
     data = raw.get_data(picks=picks)
     signal = resample(data, fs_in, float(fs)).astype(np.float32)

@@ -18,7 +18,7 @@ from torch import nn
 from stimuli.classifier import predict_proba
 from stimuli.data.cohort import CohortDataModule
 from stimuli.identity import identity_ensemble, person_centroids
-from stimuli.io import write_json
+from stimuli.io import atomic_path, write_json
 from stimuli.metrics import score
 from stimuli.pipeline.context import RunContext, StageOutput
 from stimuli.store import Entry
@@ -77,7 +77,8 @@ def teacher_stage(ctx: RunContext, dm: CohortDataModule) -> StageOutput:
         logger_for=ctx.logger_for(),
         progress=ctx.progress,
     )
-    torch.save(teacher.state_dict(), ctx.out / "teacher.pt")
+    with atomic_path(ctx.out / "teacher.pt") as tmp:
+        torch.save(teacher.state_dict(), tmp)
     return StageOutput(
         {"teacher": teacher}, {"teacher": dict(report), "cache": {"teacher": _state(built)}}
     )
@@ -149,7 +150,8 @@ def stimuli_stage(
         return StageOutput({"stimuli": None}, {"stimuli": {"shards": indices, "n": n}})
     entry = stimuli_entry(ctx.store, key, synth, inputs, seed=ctx.seed, trainer=trainer)
     stim = load_stimuli(entry)
-    np.savez(ctx.out / "stimuli.npz", **{k: stim[k] for k in ("x", "labels", "teacher_probs")})
+    with atomic_path(ctx.out / "stimuli.npz") as tmp:
+        np.savez(tmp, **{k: stim[k] for k in ("x", "labels", "teacher_probs")})
     meta = dict(entry.meta)
     loss_history = meta.pop("loss_history", None)
     return StageOutput(
