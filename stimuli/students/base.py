@@ -15,13 +15,13 @@ Every student (`NeuralStudent`, `ClassicalStudent`) is a `Student`:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 import joblib
 import numpy as np
+
+from stimuli.io import atomic_path
 
 
 class Student(ABC):
@@ -46,15 +46,8 @@ class Student(ABC):
         """Write this student to `path` (joblib). It is written to a temporary file in the same
         folder and renamed into place, so `path` is either the old file or the whole new one."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             joblib.dump(self, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     @classmethod
