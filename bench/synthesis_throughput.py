@@ -1,10 +1,12 @@
-"""Synthesis throughput against its upper bound, the teacher's plain forward+backward.
+"""Synthesis throughput against its bound: the forward+backward of every network its loss uses.
 
     python -m bench.synthesis_throughput [--batch 256] [--steps 30] [--experiment apnea_cnn]
 
 Builds the experiment's teacher architecture (random weights: speed does not depend on them) at
 the experiment's input shape, then measures in one process:
-- bound: input-steps/s of a plain forward + backward with respect to a `(batch, C, T)` input;
+- bound: input-steps/s of a plain forward + backward with respect to a `(batch, C, T)` input,
+  through the teacher alone (`ratio`) and through the teacher and the identity model, which
+  identity inhibition also differentiates (`ratio_to_bound`);
 - synthesis: stimulus-steps/s of `stimuli.synthesis.synthesize` on one shard of `batch` stimuli
   with the experiment's synthesis config (identity inhibition included, with an identity model of
   the configured architecture);
@@ -42,13 +44,23 @@ def main() -> None:
     identity = build_network(cfg.identity.model, n_chans, 14, n_times).eval().requires_grad_(False)
 
     x = torch.randn(args.batch, n_chans, n_times, requires_grad=True)
-    for _ in range(3):  # warm-up
-        teacher(x).logsumexp(1).sum().backward()
-    t = time.perf_counter()
-    for _ in range(args.steps):
-        x.grad = None
-        teacher(x).logsumexp(1).sum().backward()
-    bound = args.batch * args.steps / (time.perf_counter() - t)
+
+    def fwd_bwd_steps_per_s(*models: torch.nn.Module) -> float:
+        """Input-steps/s of one forward through each of `models` and one backward to `x`."""
+
+        def step() -> None:
+            x.grad = None
+            sum(m(x).logsumexp(1).sum() for m in models).backward()
+
+        for _ in range(3):  # warm-up
+            step()
+        t = time.perf_counter()
+        for _ in range(args.steps):
+            step()
+        return args.batch * args.steps / (time.perf_counter() - t)
+
+    bound = fwd_bwd_steps_per_s(teacher)
+    bound_both = fwd_bwd_steps_per_s(teacher, identity)  # identity inhibition is on by default
 
     synth_cfg = OmegaConf.to_container(cfg.synthesis, resolve=True)
     synth_cfg.update(n=args.batch, shard_size=args.batch, steps=args.steps)
@@ -75,6 +87,8 @@ def main() -> None:
         "teacher_fwd_bwd_input_steps_per_s": round(bound, 1),
         "synthesis_stimulus_steps_per_s": round(synth, 1),
         "ratio": round(synth / bound, 3),
+        "teacher_and_identity_fwd_bwd_input_steps_per_s": round(bound_both, 1),
+        "ratio_to_bound": round(synth / bound_both, 3),
         "smoothing": synth_cfg["smoothing"],
         "synthesis_without_smoothing_stimulus_steps_per_s": round(unsmoothed, 1),
         "smoothing_speed_ratio": round(synth / unsmoothed, 3),
