@@ -104,6 +104,14 @@ def test_killed_anywhere_resumes_to_the_uninterrupted_numbers(tmp_path, stage):
     kill_when(cmd, lambda: KILL_POINTS[stage](cache, run_dir))
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads((run_dir / "results.json").read_text())
-    assert differences(comparable(results), load_golden()) == []
+    results = comparable(json.loads((run_dir / "results.json").read_text()))
+    golden = load_golden()
+    # the numbers of the uninterrupted run; which stages came from the cache differs, of course
+    assert (
+        differences(
+            {k: v for k, v in results.items() if k != "cache"},
+            {k: v for k, v in golden.items() if k != "cache"},
+        )
+        == []
+    )
     assert half_written(cache, run_dir) == []

@@ -65,6 +65,11 @@ def read_nsrr_xml(path: str | Path) -> list[Event]:
         root = ET.parse(path).getroot()
     except ET.ParseError as err:
         raise CohortError(f"{path}: malformed XML ({err}); {_XML_FIX}.") from None
+    except (LookupError, ValueError) as err:
+        # expat knows no such codec (LookupError) or no multi-byte one such as Shift-JIS
+        raise CohortError(
+            f"{path}: unreadable XML encoding declaration ({err}); save it as UTF-8, or {_XML_FIX}."
+        ) from None
     except OSError as err:
         raise CohortError(f"{path}: cannot read the annotation file ({err}).") from None
     scored = root if root.tag == "ScoredEvents" else root.find("ScoredEvents")

@@ -12,7 +12,7 @@ import wfdb
 
 from stimuli.data.cohort import CohortDataModule
 from stimuli.data.physionet import download_database
-from stimuli.data.recording import CohortError, Recording
+from stimuli.data.recording import CohortError, Recording, check_rate
 from stimuli.data.signal import resample
 
 APNEA_SYMBOLS = {"A": 1, "N": 0}
@@ -70,13 +70,20 @@ def minute_labels(root: Path, label_record: str, fs: float) -> tuple[np.ndarray,
         raise CohortError(
             f"{path}: cannot read the annotation file ({err}). Re-download it."
         ) from err
-    unknown = sorted(set(ann.symbol) - set(APNEA_SYMBOLS))
+    unknown = sorted(set(ann.symbol) - set(APNEA_SYMBOLS), key=str)  # a bad code reads as NaN
     if unknown:
         raise CohortError(
             f"{path}: unexpected label symbols {unknown}; expected A or N per minute."
         )
     ann_fs = float(ann.fs or 100.0)
-    starts = np.round(np.asarray(ann.sample) / ann_fs * fs).astype(np.int64)
+    sample = np.asarray(ann.sample, dtype=np.int64)
+    ordered = np.all(sample >= 0) and np.all(np.diff(sample) > 0)
+    if not (np.isfinite(ann_fs) and ann_fs > 0 and ordered):
+        raise CohortError(
+            f"{path}: corrupt minute labels (positions not increasing from 0, or a sampling "
+            f"rate of {ann_fs:g} Hz from the file or the record's .hea). Re-download them."
+        )
+    starts = np.round(sample / ann_fs * fs).astype(np.int64)
     segments = np.stack([starts, starts + round(MINUTE_S * fs)], axis=1)
     labels = np.array([APNEA_SYMBOLS[s] for s in ann.symbol], dtype=np.int64)
     return segments, labels
@@ -103,13 +110,23 @@ def rr_series(
             "record's "
             ".qrs file (data.download=true) or choose modality 'ecg' with the .dat waveform."
         )
+    hea = root / f"{record}.hea"
     try:
         header = wfdb.rdheader(str(root / record))
+    except Exception as err:
+        raise CohortError(f"{hea}: cannot read the record header ({err}). Re-download it.") from err
+    check_rate(hea, header.fs, header.sig_len, "Re-download it.")
+    try:
         ann = wfdb.rdann(str(root / record), "qrs")
     except Exception as err:
-        raise CohortError(f"{qrs}: cannot read beats or header ({err}). Re-download them.") from err
+        raise CohortError(f"{qrs}: cannot read the beats ({err}). Re-download them.") from err
     beat_fs = float(ann.fs or header.fs)
     beats_s = np.asarray(ann.sample, dtype=np.float64) / beat_fs
+    if not (np.isfinite(beat_fs) and beat_fs > 0) or np.any(np.diff(beats_s) < 0):
+        raise CohortError(
+            f"{qrs}: corrupt beat annotations (sampling rate {beat_fs:g} Hz, beat times not in "
+            "order). Re-download them."
+        )
     rr = np.diff(beats_s)
     t = beats_s[1:]
     ok = (rr >= min_rr_s) & (rr <= max_rr_s)
@@ -136,8 +153,15 @@ def waveform(
         f"{record}.dat from "
         "PhysioNet (https://physionet.org/content/apnea-ecg/) next to the header."
     )
-    if not (root / f"{record}.hea").is_file():
-        raise CohortError(f"{root / record}.hea: the record header is missing. {dat_hint}")
+    hea = root / f"{record}.hea"
+    if not hea.is_file():
+        raise CohortError(f"{hea}: the record header is missing. {dat_hint}")
+    try:
+        header = wfdb.rdheader(str(root / record))
+    except Exception as err:
+        raise CohortError(f"{hea}: cannot read the record header ({err}). Re-download it.") from err
+    sig_len = 0 if header.sig_len is None else header.sig_len  # None: taken from the .dat
+    check_rate(hea, header.fs, sig_len, "Re-download it.", fs_out=fs)
     try:
         rec = wfdb.rdrecord(str(root / record), channel_names=list(channels) if channels else None)
     except FileNotFoundError as err:
@@ -149,6 +173,8 @@ def waveform(
             f"{root / record}.hea: wanted channels {list(channels)}, the record has "
             f"{rec.sig_name}. Fix data.channels."
         )
+    if rec.p_signal is None or rec.p_signal.ndim != 2 or rec.p_signal.shape[1] == 0:
+        raise CohortError(f"{hea}: the header lists no signals. Re-download it.")
     signal = resample(rec.p_signal.T.astype(np.float64), float(rec.fs), fs)
     return signal.astype(np.float32), list(rec.sig_name)
 

@@ -21,14 +21,10 @@ from stimuli.data.annotations import (
     normalize_kind,
     read_nsrr_xml,
 )
-from stimuli.data.recording import CohortError, Recording
+from stimuli.data.recording import MAX_RECORDING_S, CohortError, Recording, check_rate
 from stimuli.data.signal import resample
 
 _REFETCH = "re-export it from the recording software or download it again"
-# a header claiming more than this is corrupt, not a recording (and would stall resampling)
-_MAX_RECORDING_S = 31 * 24 * 3600.0
-# resampling by more than this factor either way is refused (the polyphase ratio is inexact)
-_MAX_RESAMPLE_RATIO = 1000.0
 
 
 def _edf_layout(path: Path) -> bool:
@@ -72,7 +68,7 @@ def _edf_layout(path: Path) -> bool:
         )
     # EDF+ allows 0 s records for annotation-only files; mne then takes 1 s, and so does this check
     total_s = max(n_records, 0) * (record_s or 1.0)
-    if total_s > _MAX_RECORDING_S:
+    if total_s > MAX_RECORDING_S:
         raise CohortError(
             f"{path}: inconsistent EDF header: {n_records} data records of {record_s:g} s make "
             f"{total_s / 86400:.3g} days (corrupt file?); {_REFETCH}."
@@ -157,13 +153,8 @@ def read_edf_recording(
 
     picks = _pick_channels(path, list(raw.ch_names), channels)
     fs_in = float(raw.info["sfreq"])
-    ratio = float(fs) / fs_in if math.isfinite(fs_in) and fs_in > 0 else math.nan
-    if not 1 / _MAX_RESAMPLE_RATIO <= ratio <= _MAX_RESAMPLE_RATIO:
-        raise CohortError(
-            f"{path}: the header gives a sampling rate of {fs_in:g} Hz (samples per record / "
-            f"record duration), which cannot be resampled to data.fs={float(fs):g} Hz (at most "
-            f"{_MAX_RESAMPLE_RATIO:g} times up or down); check the file's header, or {_REFETCH}."
-        )
+    # the rate is samples per record / record duration: a corrupt header can make it absurd
+    check_rate(path, fs_in, raw.n_times, f"Otherwise {_REFETCH}.", fs_out=fs)
     duration_s = raw.n_times / fs_in
     data = raw.get_data(picks=picks)
     signal = resample(data, fs_in, float(fs)).astype(np.float32)
