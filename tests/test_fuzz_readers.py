@@ -308,7 +308,7 @@ def test_edf_header_fields(tmp_path, name, data):
         _read_edf(_copy_base(name, d, bytes(src)))
 
 
-@fuzz(40)
+@fuzz(30)
 @given(
     name=st.sampled_from(list(EDF_BASES)),
     patient=st.text(max_size=80),
@@ -328,7 +328,7 @@ def test_edf_non_ascii_identity_fields(tmp_path, name, patient, label, codec):
         assert set(rec.info) == {"duration_s", "annotation_source", "n_events"}
 
 
-@fuzz(40)
+@fuzz(30)
 @given(data=st.data())
 def test_edf_with_generated_sidecar(tmp_path, data):
     """NSRR events with negative, huge or past-the-end times still give valid window labels."""
@@ -381,7 +381,7 @@ def tals(draw) -> bytes:
     return (out + b"\x00" * TAL_BYTES)[:TAL_BYTES]
 
 
-@fuzz(50)
+@fuzz(40)
 @given(
     slots=st.lists(
         st.tuples(st.one_of(st.just(0), st.integers(0, N_RECORDS - 1)), tals()),
@@ -481,7 +481,7 @@ def test_wfdb_header_fields(tmp_path, data):
         _read_wfdb(d)
 
 
-@fuzz(60)
+@fuzz(50)
 @given(data=st.data(), which=st.sampled_from(["apn", "qrs"]))
 def test_wfdb_annotations_mutated(tmp_path, data, which):
     src = (APNEA / f"{REC}.apn").read_bytes() if which == "apn" else small_qrs()
