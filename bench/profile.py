@@ -83,18 +83,14 @@ def activity(
 ) -> str:
     """The innermost activity a sample belongs to; model forwards inside synthesis are told apart
     by the line of `compute_terms` that called them (teacher first, then the identity model)."""
+    callers = [f for f in frames if re.match(r"(\w+\.)?compute_terms ", f)]
     for frame in reversed(frames):
+        if inner == "synthesis" and frame.startswith("_forward ") and callers:
+            line = int(re.search(r":(\d+)\)", callers[-1]).group(1))
+            return "teacher_forward" if line < identity_line else "identity_forward"
         for name, pattern in activities:
             if re.search(pattern, frame):
                 return name
-    if inner == "synthesis":
-        calls = [f for f in frames if f.startswith("_forward ")]
-        callers = [f for f in frames if f.startswith("compute_terms ")]
-        if calls and callers:
-            line = int(re.search(r":(\d+)\)", callers[-1]).group(1))
-            return "teacher_forward" if line < identity_line else "identity_forward"
-        if any("stimuli/models/" in f for f in frames):
-            return "model_forward_other"
     if lightning and any("pytorch_lightning" in f for f in frames):
         return "lightning_loop_other"
     return "python_other"

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import wfdb
 
-from stimuli.data.apnea_ecg import ApneaECGDataModule, person_table, persons_for, rr_series
+from stimuli.data.apnea_ecg import ApneaECGDataModule
 from stimuli.data.recording import CohortError, Recording
+from stimuli.data.wfdb_reader import person_table, persons_for, rr_series
 from stimuli.data.windows import cut_windows
 
 README_APNEA, README_LABELLED = 6514, 16591  # apnea-ecg/README.md: label totals

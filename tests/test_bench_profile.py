@@ -10,7 +10,8 @@ from bench.profile import identity_call_line, parse_raw, summarize
 def test_samples_are_sorted_by_stage_and_activity(tmp_path: Path):
     line = identity_call_line()
     synth = "run (runner.py:1);stimuli_stage (build_stages.py:2);training_step (module.py:3)"
-    teacher = f"{synth};compute_terms (stimuli/synthesis/module.py:{line - 5});_forward (m.py:1)"
+    terms = "StimulusGenerator.compute_terms (stimuli/synthesis/module.py"
+    teacher = f"{synth};{terms}:{line - 5});_forward (m.py:1)"
     identity = f"{synth};compute_terms (stimuli/synthesis/module.py:{line});_forward (m.py:1)"
     hooks = f"{teacher};hook (stimuli/synthesis/hooks.py:9)"
     backward = f"{synth};backward (torch/_tensor.py:500)"

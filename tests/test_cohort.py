@@ -18,6 +18,7 @@ import wfdb
 
 import stimuli.data.apnea_ecg as apnea_ecg
 import stimuli.data.cache as cache_mod
+import stimuli.data.wfdb_reader as wfdb_reader
 from stimuli.data.apnea_ecg import ApneaECGDataModule
 from stimuli.data.cache import ARRAYS
 from stimuli.data.recording import CohortError
@@ -127,7 +128,8 @@ def test_second_datamodule_loads_cache_without_raw_files(
 
     monkeypatch.setattr(ApneaECGDataModule, "read_record", no_raw_reads)
     for name in ("rr_series", "minute_labels", "waveform", "read_apnea_ecg_record"):
-        monkeypatch.setattr(apnea_ecg, name, no_raw_reads)
+        monkeypatch.setattr(wfdb_reader, name, no_raw_reads)
+    monkeypatch.setattr(apnea_ecg, "read_apnea_ecg_record", no_raw_reads)
     for name in ("rdann", "rdheader", "rdrecord", "rdsamp"):
         monkeypatch.setattr(wfdb, name, no_raw_reads)
 

@@ -31,9 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stimuli.data.annotations import Event, normalize_kind, read_nsrr_xml
-from stimuli.data.apnea_ecg import minute_labels, rr_series, waveform
 from stimuli.data.edf_reader import read_edf_recording
 from stimuli.data.recording import CohortError, Recording
+from stimuli.data.wfdb_reader import minute_labels, rr_series, waveform
 from stimuli.paths import data_dir
 
 DATA = Path(data_dir())
