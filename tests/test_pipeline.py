@@ -136,6 +136,7 @@ def test_evaluate_scores_a_finished_run_on_other_records(finished, data_root):
     assert json.loads((out / "evaluation.json").read_text())["data"]["n_windows"] > 900
 
 
+@pytest.mark.slow  # a second split trains its own teacher; the pooling maths is unit-tested
 def test_person_splits_pool_membership_over_two_real_splits(finished, tmp_path, capsys):
     import shutil
 

@@ -51,6 +51,7 @@ def check_jobs(jobs: list[dict]) -> None:
         assert sorted(j["cache"][stage] for j in jobs)[0] == "cached", stage
 
 
+@pytest.mark.slow  # the joblib test below runs the same multirun in make test
 def test_multirun_through_submitit_local(tmp_path):
     jobs = multirun(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10")
     check_jobs(jobs)
