@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: help install test test-full lint format bench run sweep clean
+.PHONY: help install test test-full lint format bench profile run sweep clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F ':.*?## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,10 +30,14 @@ format:  ## ruff fix + format
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-bench:  ## benchmarks; results land in bench/results/ (utility: ~20 min)
+bench:  ## benchmarks; results land in bench/results/ (utility: ~40 min on 2 cores)
 	$(PY) -m bench.data_cache
+	$(PY) -m bench.data_scale
 	$(PY) -m bench.synthesis_throughput
 	$(PY) -m bench.utility
+
+profile:  ## where a default run's time goes (py-spy), bench/results/profile.json
+	$(PY) -m bench.profile
 
 run:  ## the open-cohort experiment end to end
 	$(PY) -m stimuli.run +experiment=apnea_cnn

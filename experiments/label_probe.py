@@ -114,9 +114,7 @@ def probe_students(
     fitted: Students = {}
     for name, sets in by_name.items():  # each student on its own label sets only
         variants = {f"stimuli_{s}": label_set(s)(stim) for s in sets}
-        fitted.update(
-            fit_students({name: factories[name]}, variants, fs=dm.fs, seed=int(cfg.seed))
-        )
+        fitted.update(fit_students({name: factories[name]}, variants, fs=dm.fs, seed=int(cfg.seed)))
     students = {
         f"{name}/{variant}": student
         for name, block in fitted.items()
