@@ -44,3 +44,9 @@ def quiet_library_noise() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropAdvice) for f in logger.filters):
             logger.addFilter(_DropAdvice())
+
+
+def quiet_lightning() -> None:
+    """`quiet=true`: Lightning's own info lines off (warnings still shown)."""
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import stimuli  # noqa: F401  (registers the config resolvers)
 from stimuli.classifier import predict_proba
+from stimuli.console import quiet_library_noise
 from stimuli.io import read_json, write_json
 from stimuli.metrics import score
 from stimuli.teacher import load_teacher
@@ -64,6 +65,7 @@ def evaluate_run(run_dir: str | Path, data_cfg: DictConfig, quiet: bool = False)
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
+    quiet_library_noise()
     result = evaluate_run(cfg.run_dir, cfg.data, quiet=cfg.quiet)
     log.info("evaluation written to %s/evaluation.json", cfg.run_dir)
     if "teacher" in result:

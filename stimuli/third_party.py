@@ -25,6 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import stimuli  # noqa: F401  (registers the config resolvers)
+from stimuli.console import quiet_library_noise, quiet_lightning
 from stimuli.io import write_json
 from stimuli.release.datamodule import StimuliDataModule
 from stimuli.students.fit import Variants, fit_students, score_students, student_factories
@@ -66,8 +67,7 @@ def own_windows(dm, bundle: StimuliDataModule) -> tuple[np.ndarray, np.ndarray]:
 
 def run_third_party(cfg: DictConfig) -> dict:
     if cfg.get("quiet", False):
-        for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        quiet_lightning()
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     release_path = cfg.get("release_path")
@@ -129,6 +129,7 @@ def _line(variant: str, metrics: dict) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
+    quiet_library_noise()
     run_third_party(cfg)
 
 

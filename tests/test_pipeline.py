@@ -485,6 +485,9 @@ def test_two_trial_optuna_sweep_maximizes_the_objective(tiny_run, tmp_path):
     ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    printed = proc.stdout + proc.stderr  # what a person sees: no library noise
+    for noise in ("💡 Tip", "LeafSpec", "does not have many workers", "not writable"):
+        assert noise not in printed, noise
     jobs = [json.loads((sweep / str(i) / "results.json").read_text()) for i in (0, 1)]
     values = [job["objective"]["value"] for job in jobs]
     assert all(job["cache"]["teacher"] == "cached" for job in jobs)

@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from stimuli.console import quiet_lightning
 from stimuli.io import write_json
 from stimuli.keys import stage_keys
 from stimuli.pipeline import assess_stages as assess
@@ -143,12 +144,6 @@ class Runner:
         return self.results
 
 
-def _quiet_libraries(cfg: DictConfig) -> None:
-    if cfg.get("quiet", False):
-        for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def context(cfg: DictConfig, tracker: Tracker | None = None) -> RunContext:
     """The `RunContext` of a job with config `cfg` (its output folder is created)."""
     out = Path(cfg.paths.output_dir)
@@ -175,7 +170,8 @@ def run_pipeline(cfg: DictConfig) -> dict:
     if unknown:
         raise ValueError(f"unknown stages {unknown}; known stages, in order: {list(STAGES)}")
     validate(cfg)
-    _quiet_libraries(cfg)
+    if cfg.get("quiet", False):
+        quiet_lightning()
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     pl.seed_everything(int(cfg.seed), workers=True)
