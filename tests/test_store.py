@@ -43,7 +43,7 @@ def test_a_damaged_entry_is_named_and_rebuilt(tmp_path, caplog, harm):
         target.write_bytes(bytes(data[: len(data) // 2]))
     else:
         (path / "stray.bin").write_bytes(b"x")
-    with caplog.at_level(logging.WARNING, logger="stimuli.store"):
+    with caplog.at_level(logging.WARNING, logger="stimuli.data.cache"):
         entry = store.entry("stimuli", "k2", writer(calls))
     assert entry.built and len(calls) == 2
     assert str(path) in caplog.text and "rebuilding" in caplog.text
@@ -125,3 +125,25 @@ def test_racing_jobs_build_one_entry_and_neither_reads_a_partial_one(tmp_path):
     stage = tmp_path / "stages" / "teacher"
     assert sorted(p.name for p in stage.iterdir()) == ["race", "race.lock"]  # no temp folder
     assert (stage / "race" / "model.pt").stat().st_size == 100_000
+
+
+def test_a_damaged_window_cache_is_named_and_rebuilt(apnea_root, tmp_path, caplog):
+    from stimuli.data.apnea_ecg import ApneaECGDataModule
+
+    def build():
+        dm = ApneaECGDataModule(
+            root=apnea_root, records=["a01", "b01"], cache_dir=tmp_path, progress=False
+        )
+        dm.prepare_data()
+        return dm
+
+    first = build()
+    x = np.array(first.cache.x)
+    target = first.cache.path / "x.npy"
+    data = bytearray(target.read_bytes())
+    data[-5] ^= 0xFF  # one window's last sample
+    target.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="stimuli.data.cache"):
+        again = build()
+    assert again.built_cache and str(first.cache.path) in caplog.text
+    np.testing.assert_array_equal(np.array(again.cache.x), x)

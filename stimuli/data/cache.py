@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -22,6 +23,10 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock
 
+from stimuli.io import DiskFullError, disk_full, folder_bytes, is_disk_full
+
+log = logging.getLogger(__name__)
+CHECKSUMS = "checksums.json"
 CACHE_VERSION = 2  # bump when windowing or readers change what they produce
 ARRAYS = ("x", "y", "record_index", "segment_index")
 
@@ -79,6 +84,82 @@ def build_once(cache_dir: Path, key: str, write: Callable[[Path], None]) -> tupl
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return final, True
+
+
+def file_digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file of an entry but its checksums file (`meta.json` included)."""
+    out = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != CHECKSUMS):
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out[str(path.relative_to(folder))] = digest.hexdigest()
+    return out
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a finished entry, or None. Entries written before checksums were
+    kept (no `checksums.json`) are only checked for a readable `meta.json`."""
+    try:
+        json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as err:
+        return f"meta.json unreadable ({err})"
+    if not (folder / CHECKSUMS).is_file():
+        return None
+    try:
+        want = json.loads((folder / CHECKSUMS).read_text())
+    except (OSError, ValueError) as err:
+        return f"{CHECKSUMS} unreadable ({err})"
+    have = file_digests(folder)
+    for name in sorted(set(want) | set(have)):
+        if name not in have:
+            return f"{name} missing"
+        if name not in want:
+            return f"{name} not listed in {CHECKSUMS}"
+        if want[name] != have[name]:
+            return f"{name} altered or truncated (checksum mismatch)"
+    return None
+
+
+def _remove_leftovers(folder: Path, key: str) -> None:
+    """Temporary build folders of `key` left by a killed job (SIGKILL runs no cleanup). Under
+    the entry's lock no live job is building `key`, so any such folder is a dead one's."""
+    if not folder.is_dir() or not any(folder.glob(f".{key}-*")):
+        return
+    with FileLock(str(folder / f"{key}.lock")):
+        for stale in folder.glob(f".{key}-*"):
+            log.warning("removing %s, left half-written by a job that was killed", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def build_checked(
+    cache_dir: Path, key: str, write: Callable[[Path], None], what: str
+) -> tuple[Path, bool]:
+    """`build_once`, with the entry's SHA-256 checksums kept beside it (`checksums.json`): a
+    finished entry found damaged (a file truncated, altered, missing or added) is reported with a
+    warning naming it and rebuilt, never loaded; temporary folders of a killed build are removed
+    first; a full disk raises `DiskFullError` naming the entry (`what`) and the space needed."""
+
+    def build(tmp: Path) -> None:
+        try:
+            write(tmp)
+            (tmp / CHECKSUMS).write_text(json.dumps(file_digests(tmp), indent=1))
+        except OSError as err:  # the temporary folder is removed by build_once
+            if is_disk_full(err) and not isinstance(err, DiskFullError):
+                raise disk_full(Path(cache_dir) / key, folder_bytes(tmp) + 1, what) from err
+            raise
+
+    cache_dir = Path(cache_dir)
+    _remove_leftovers(cache_dir, key)
+    path, built = build_once(cache_dir, key, build)
+    if not built and (problem := damage(path)) is not None:
+        log.warning("cache entry %s is damaged: %s; rebuilding it", path, problem)
+        with FileLock(str(cache_dir / f"{key}.lock")):
+            if damage(path) is not None:  # nobody rebuilt it while we waited
+                shutil.rmtree(path)
+        path, built = build_once(cache_dir, key, build)
+    return path, built
 
 
 class WindowWriter:
@@ -163,5 +244,5 @@ def cached_windows(
             writer.release()
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
 
-    path, built = build_once(cache_dir, key, write)
+    path, built = build_checked(cache_dir, key, write, f"the window cache {key}")
     return load_cached(path), built
