@@ -34,6 +34,11 @@ class ArtifactStore:
 
     root: Path
 
+    def resume_dir(self, stage: str, key: str) -> Path:
+        """Where a long training of entry `stage/key` keeps the checkpoints it resumes from after
+        a kill (outside the entry's temporary folder, which a later job removes)."""
+        return Path(self.root) / "resume" / stage / key
+
     def entry(self, stage: str, key: str, write: Callable[[Path], dict]) -> Entry:
         """The entry `stage/key`; `write(folder) -> meta` fills it first when it is absent, or
         again when the cached one is damaged."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from stimuli.data.cohort import CohortDataModule
 from stimuli.metrics import score
 from stimuli.models import build_network, load_member, member_file
 from stimuli.store import ArtifactStore
-from stimuli.training import balanced_class_weights, make_trainer, plain
+from stimuli.training import RandomStateCheckpoint, balanced_class_weights, make_trainer, plain
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,21 @@ def instantiate_callbacks(callbacks_cfg: Mapping[str, Any] | None, ckpt_dir: str
     return callbacks
 
 
+def readable_checkpoint(path: Path) -> bool:
+    """Whether `path` is a whole checkpoint; one a kill cut short is removed (with a warning),
+    and the fit starts over."""
+    if not path.is_file():
+        return False
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or garbled: any unpickling error
+        log.warning("%s is not a readable checkpoint (%s); starting this fit over", path, err)
+        shutil.rmtree(path.parent, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return False
+    return True
+
+
 def train_teacher(
     dm: CohortDataModule,
     model_cfg: DictConfig,
@@ -111,9 +128,14 @@ def train_teacher(
     progress=False,
     trainer_cfg: Mapping[str, Any] | None = None,
     callbacks_cfg: Mapping[str, Any] | None = None,
+    resume_dir: Path | None = None,
 ) -> tuple[torch.nn.Module, dict]:
     """The teacher's architecture fitted on `dm`'s training persons; `callbacks_cfg` (the
-    `callbacks/` group) must hold one `ModelCheckpoint`, whose best epoch is kept."""
+    `callbacks/` group) must hold one `ModelCheckpoint`, whose best epoch is kept.
+
+    With `resume_dir`, checkpoints (the best epoch's and the last one, with the random states)
+    are kept there, and a fit killed before it ended resumes from the last one: the same model
+    as an uninterrupted fit. Without it they live in a temporary folder."""
     pl.seed_everything(seed, workers=True)
     model = build_network(model_cfg, dm.n_chans, dm.n_classes, dm.n_times)
     _, y_train, _ = dm.datasets["train"].arrays()
@@ -126,9 +148,19 @@ def train_teacher(
         amp_jitter=cfg.amp_jitter,
         adv_eps=float(cfg.get("adv_eps", 0.0)),
     )
-    with tempfile.TemporaryDirectory() as ckpt_dir:
-        callbacks = instantiate_callbacks(callbacks_cfg, ckpt_dir)
+    with ExitStack() as stack:
+        if resume_dir is None:
+            ckpt_dir = stack.enter_context(tempfile.TemporaryDirectory())
+        else:
+            ckpt_dir = str(resume_dir)
+            Path(ckpt_dir).mkdir(parents=True, exist_ok=True)
+        callbacks = [*instantiate_callbacks(callbacks_cfg, ckpt_dir), RandomStateCheckpoint()]
         best = next(c for c in callbacks if isinstance(c, ModelCheckpoint))
+        best.save_last = True
+        last = Path(ckpt_dir) / f"{ModelCheckpoint.CHECKPOINT_NAME_LAST}.ckpt"
+        resume = str(last) if resume_dir is not None and readable_checkpoint(last) else None
+        if resume:
+            log.info("resuming the teacher's fit (seed %d) from %s", seed, last)
         trainer = make_trainer(
             trainer_cfg,
             max_epochs=cfg.max_epochs,
@@ -136,7 +168,7 @@ def train_teacher(
             logger=logger,
             progress=progress,
         )
-        trainer.fit(module, datamodule=dm)
+        trainer.fit(module, datamodule=dm, ckpt_path=resume)
         if best.best_model_path:
             state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
             module.load_state_dict(state["state_dict"])
@@ -194,6 +226,8 @@ def teacher_ensemble(
     its Lightning logger."""
     n_models = int(cfg.get("n_models", 1))
 
+    resume = store.resume_dir("teacher", key)
+
     def write(folder: Path) -> dict:
         members, reports = [], []
         for i in range(n_models):
@@ -206,6 +240,7 @@ def teacher_ensemble(
                 progress=progress,
                 trainer_cfg=trainer_cfg,
                 callbacks_cfg=callbacks_cfg,
+                resume_dir=resume / f"member{i}",
             )
             torch.save(model.state_dict(), folder / member_file(i))
             members.append(model)
@@ -217,6 +252,7 @@ def teacher_ensemble(
         return report
 
     entry = store.entry("teacher", key, write)
+    shutil.rmtree(resume, ignore_errors=True)  # the entry is complete: nothing to resume
     members = _loaded(entry.path, model_cfg, n_models, (dm.n_chans, dm.n_classes, dm.n_times))
     model = members[0] if n_models == 1 else TeacherEnsemble(members).eval()
     return model, entry.meta, entry.built
@@ -244,6 +280,8 @@ def label_teacher_ensemble(
     train = dm.datasets["train"]
     groups = person_groups(train.person[train.indices], n_teachers, seed)
 
+    resume = store.resume_dir("label_teachers", key)
+
     def write(folder: Path) -> dict:
         reports = []
         for g, persons in enumerate(groups):
@@ -256,12 +294,14 @@ def label_teacher_ensemble(
                 progress=progress,
                 trainer_cfg=trainer_cfg,
                 callbacks_cfg=callbacks_cfg,
+                resume_dir=resume / f"member{g}",
             )
             torch.save(model.state_dict(), folder / member_file(g))
             reports.append({**report, "n_persons": len(persons)})
         return {"members": reports}
 
     entry = store.entry("label_teachers", key, write)
+    shutil.rmtree(resume, ignore_errors=True)
     shape = (dm.n_chans, dm.n_classes, dm.n_times)
     ensemble = TeacherEnsemble(_loaded(entry.path, model_cfg, n_teachers, shape)).eval()
     report = {**entry.meta, "persons_per_teacher": [len(g) for g in groups]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,32 @@ def plain(cfg: Any) -> Any:
     if isinstance(cfg, DictConfig | ListConfig):
         return OmegaConf.to_container(cfg, resolve=True)
     return cfg
+
+
+class RandomStateCheckpoint(pl.Callback):
+    """Keeps the global random states (torch, NumPy, Python) in Lightning checkpoints and puts
+    them back when a fit resumes from one, so the shuffling and augmentation after a resume are
+    those of an uninterrupted fit. They are restored as the checkpoint loads: Lightning creates
+    the resumed epoch's data iterator (which draws the shuffle) right after, before any epoch
+    hook. Validation draws nothing after the save, so the states saved at an epoch's end are
+    those the next epoch starts with. Stored as tensors and lists, so checkpoints still load
+    with `weights_only=True`."""
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict) -> None:
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        version, state, gauss_next = random.getstate()
+        checkpoint["random_states"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss],
+            "python": [version, list(state), gauss_next],
+        }
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: Any, checkpoint: dict) -> None:
+        states = checkpoint.get("random_states")
+        if states is None:
+            return
+        torch.set_rng_state(states["torch"])
+        kind, keys, pos, has_gauss, gauss = states["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+        version, state, gauss_next = states["python"]
+        random.setstate((version, tuple(state), gauss_next))

@@ -115,3 +115,24 @@ def test_killed_anywhere_resumes_to_the_uninterrupted_numbers(tmp_path, stage):
         == []
     )
     assert half_written(cache, run_dir) == []
+
+
+def test_a_teacher_killed_mid_fit_resumes_from_its_checkpoint(tmp_path):
+    """Killed once its first epoch is checkpointed, the teacher's fit resumes from there (not
+    from zero) and ends with the numbers of an uninterrupted fit."""
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    cmd = command(run_dir, cache, "stages=[teacher]", "identity.steps=10")
+
+    def first_epoch_saved() -> bool:
+        return any((cache / "resume" / "teacher").glob("*/member0/last.ckpt"))
+
+    kill_when(cmd, first_epoch_saved)
+    assert not entries(cache, "teacher")
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "resuming the teacher's fit" in done.stdout + done.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    golden = load_golden()["teacher"]
+    assert differences(comparable(results["teacher"]), golden) == []
+    assert not list((cache / "resume" / "teacher").glob("*/member0"))  # removed once complete
+    assert half_written(cache, run_dir) == []
