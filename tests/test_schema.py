@@ -113,3 +113,22 @@ def test_teacher_callbacks_come_from_the_callbacks_group(tmp_path):
     }
     with pytest.raises(ValueError, match="need a ModelCheckpoint"):
         instantiate_callbacks(only_stop, str(tmp_path))
+
+
+def test_a_window_longer_than_every_record_fails_before_training(tmp_path):
+    from stimuli.data.recording import CohortError
+
+    cfg = compose_config([*TINY, "data.window_s=200000"], tmp_path / "out", tmp_path / "cache")
+    with pytest.raises(CohortError, match=r"no windows.*shorten data\.window_s"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "cache" / "stages").exists()  # nothing trained
+
+
+def test_a_channel_alias_that_matches_nothing_fails_before_training(tmp_path):
+    from stimuli.data.recording import CohortError
+
+    overrides = [*TINY, "data.channels.airflow=[NoSuchChannel]"]
+    cfg = compose_config(overrides, tmp_path / "out", tmp_path / "cache")
+    with pytest.raises(CohortError, match=r"\.edf: no channel for 'airflow'.*NoSuchChannel"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "cache" / "stages").exists()

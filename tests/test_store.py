@@ -147,3 +147,23 @@ def test_a_damaged_window_cache_is_named_and_rebuilt(apnea_root, tmp_path, caplo
         again = build()
     assert again.built_cache and str(first.cache.path) in caplog.text
     np.testing.assert_array_equal(np.array(again.cache.x), x)
+
+
+def test_a_release_killed_mid_write_is_recovered_by_the_next(tmp_path, monkeypatch):
+    from stimuli.release import bundle
+    from stimuli.release.forbidden import ForbiddenInfo
+
+    monkeypatch.setattr(bundle, "check_leaks", lambda files, forbidden: [])
+    # a kill between moving the old bundle aside and renaming the new one into place
+    (tmp_path / ".release.old-1234abcd").mkdir()
+    (tmp_path / ".release.old-1234abcd" / "stimuli.npz").write_bytes(b"previous")
+    (tmp_path / ".release.tmp-xyz").mkdir()
+    (tmp_path / ".release.tmp-xyz" / "stimuli.npz").write_bytes(b"half")
+    (tmp_path / ".results.json.abc").write_bytes(b"{")  # a killed atomic write
+    files = {"stimuli.npz": b"new", "datacard.json": b"{}"}
+    bundle.write_release(tmp_path / "release", files, ForbiddenInfo())
+    from stimuli.io import write_json
+
+    write_json(tmp_path / "results.json", {"ok": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["release", "results.json"]
+    assert (tmp_path / "release" / "stimuli.npz").read_bytes() == b"new"

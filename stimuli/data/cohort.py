@@ -192,7 +192,11 @@ class CohortDataModule(pl.LightningDataModule):
         record_person = np.array([r["person"] for r in meta["records"]])
         window_person = record_person[cache.record_index]
         if len(cache.y) == 0:
-            raise CohortError(f"{self.root}: the cohort yields no windows; see the dropped counts.")
+            edge = sum(r.get("dropped_edge", 0) for r in meta["records"])
+            raise CohortError(
+                f"{self.root}: the cohort yields no windows ({edge} dropped at record edges: a "
+                "window longer than every record? shorten data.window_s or data.context_*_s)"
+            )
         y = np.asarray(cache.y)
         try:
             self.split_persons = split_by_person(window_person, y, **self.split_cfg)

@@ -60,6 +60,16 @@ def checksums(files: Mapping[str, bytes]) -> bytes:
     return "".join(lines).encode()
 
 
+def _recover_killed_write(dest: Path) -> None:
+    """What a killed `write_release` left beside `dest`: the previous bundle moved aside (put
+    back when `dest` is gone) and half-written temporary folders (removed)."""
+    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"))
+    if olds and not dest.exists():
+        os.replace(olds.pop(0), dest)
+    for stale in [*olds, *dest.parent.glob(f".{dest.name}.tmp-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def write_release(dest: str | Path, files: Mapping[str, bytes], forbidden: ForbiddenInfo) -> Path:
     """Check, then write `files` and `SHA256SUMS` to the folder `dest` atomically.
 
@@ -76,6 +86,7 @@ def write_release(dest: str | Path, files: Mapping[str, bytes], forbidden: Forbi
     if findings:
         raise LeakError(findings)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _recover_killed_write(dest)
     needed = sum(len(data) for data in files.values())
     if shutil.disk_usage(dest.parent).free < needed:
         raise disk_full(dest, needed, "the release")
