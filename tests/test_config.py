@@ -107,6 +107,7 @@ def test_unknown_stage(make_config, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # the CLI also runs in the Optuna sweep and kill-and-resume tests
 def test_cli_data_stage(tmp_path: Path, data_root: Path) -> None:
     run_dir, cache = tmp_path / "run", tmp_path / "cache"
     cmd = [
