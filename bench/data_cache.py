@@ -12,8 +12,6 @@ the data is missing.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -24,6 +22,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from bench import machine
 from stimuli.config import compose_config
 from stimuli.data.recording import CohortError
 from stimuli.io import write_json
@@ -121,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         "cached_median_s": round(median, 4),
         "ratio_first_to_cached": round(ratio, 2),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
     }
     write_json(args.out, result)
     print(f"wrote {args.out}")

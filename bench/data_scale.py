@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -30,6 +29,8 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+
+from bench import machine
 
 EXPERIMENT = "apnea_cnn"
 REPO = Path(__file__).resolve().parent.parent
@@ -217,11 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             "rss_ratio": rss_ratio <= TARGETS["rss_ratio"],
         },
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
     }
     write_json(args.out, result)
     print(f"wrote {args.out}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 import stimuli  # noqa: F401  (registers the config resolvers)
 from stimuli.paths import REPO_ROOT
@@ -26,3 +27,10 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -
             return compose(config_name, overrides=list(overrides))
     finally:
         GlobalHydra.instance().clear()
+
+
+def plain_config(cfg: Any) -> Any:
+    """A plain (resolved) container of an OmegaConf node; any other value unchanged."""
+    if isinstance(cfg, DictConfig | ListConfig):
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg

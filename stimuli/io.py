@@ -55,30 +55,12 @@ def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-def write_atomic(path: str | Path, data: bytes) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*"):  # a killed writer's temporary file
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if is_disk_full(err) and not isinstance(err, DiskFullError):
-            raise disk_full(path, len(data), path.name) from err
-        raise
-    return path
-
-
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, needed: int = 0) -> Iterator[Path]:
     """A temporary path beside `path` to write to; renamed to `path` when the block succeeds,
     removed when it fails (or never renamed when the process is killed: readers see the old
-    file or the new one). Keeps the suffix, so `np.savez` and friends add nothing."""
+    file or the new one; the next write removes what a killed one left). Keeps the suffix, so
+    `np.savez` and friends add nothing. `needed`: bytes, for the full-disk error."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.stem}.*{path.suffix}"):  # a killed writer's
@@ -92,8 +74,14 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if is_disk_full(err) and not isinstance(err, DiskFullError):
-            raise disk_full(path, 0, path.name) from err
+            raise disk_full(path, needed, path.name) from err
         raise
+
+
+def write_atomic(path: str | Path, data: bytes) -> Path:
+    with atomic_path(path, len(data)) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
 
 
 def write_json(path: str | Path, obj: Any) -> Path:

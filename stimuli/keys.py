@@ -11,8 +11,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from stimuli.config import plain_config
 from stimuli.schema import (
     WEIGHTS_OMIT_IF,
     IdentityConfig,
@@ -38,14 +39,10 @@ def _canonical_numbers(obj: object) -> object:
     return obj
 
 
-def _plain(obj: object) -> object:
-    if isinstance(obj, DictConfig | ListConfig):
-        return OmegaConf.to_container(obj, resolve=True)
-    return obj
-
-
 def config_hash(*parts: object) -> str:
-    blob = json.dumps([_canonical_numbers(_plain(p)) for p in parts], sort_keys=True, default=str)
+    blob = json.dumps(
+        [_canonical_numbers(plain_config(p)) for p in parts], sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -58,7 +55,7 @@ def data_identity(cfg: DictConfig) -> dict:
 def synthesis_key_settings(cfg: DictConfig) -> dict:
     """The synthesis settings the stimuli's key hashes; with the competition term on, also the
     settings of the competitor student it trains (`student_defaults`)."""
-    synthesis = key_settings(SynthesisConfig, _plain(cfg.synthesis))
+    synthesis = key_settings(SynthesisConfig, plain_config(cfg.synthesis))
     synthesis["weights"] = {
         k: v
         for k, v in synthesis["weights"].items()
@@ -68,17 +65,17 @@ def synthesis_key_settings(cfg: DictConfig) -> dict:
         synthesis.pop("competitor_steps", None)
     else:
         synthesis["competitor"] = key_settings(
-            StudentDefaultsConfig, _plain(cfg.get("student_defaults") or {})
+            StudentDefaultsConfig, plain_config(cfg.get("student_defaults") or {})
         )
     return synthesis
 
 
 def stage_keys(cfg: DictConfig) -> dict[str, str]:
     data = data_identity(cfg)
-    teacher_cfg = key_settings(TeacherConfig, _plain(cfg.teacher))
+    teacher_cfg = key_settings(TeacherConfig, plain_config(cfg.teacher))
     parts = [data, cfg.model, teacher_cfg, cfg.trainer, cfg.seed, cfg.get("callbacks")]
     teacher = config_hash("teacher", *parts)
-    identity_cfg = key_settings(IdentityConfig, _plain(cfg.identity))
+    identity_cfg = key_settings(IdentityConfig, plain_config(cfg.identity))
     identity = config_hash("identity", data, identity_cfg, cfg.seed)
     stimuli = config_hash("stimuli", teacher, identity, synthesis_key_settings(cfg))
     label_teachers = config_hash("label_teachers", teacher, cfg.get("soft_labels") or {})

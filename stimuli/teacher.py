@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 from torch import Tensor, nn
@@ -29,7 +28,13 @@ from stimuli.data.cohort import CohortDataModule
 from stimuli.metrics import score
 from stimuli.models import build_network, load_member, member_file
 from stimuli.store import ArtifactStore
-from stimuli.training import RandomStateCheckpoint, balanced_class_weights, make_trainer, plain
+from stimuli.training import (
+    RandomStateCheckpoint,
+    balanced_class_weights,
+    instantiate_callbacks,
+    make_trainer,
+    readable_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,40 +88,6 @@ def evaluate_splits(model: torch.nn.Module, dm: CohortDataModule) -> dict[str, d
         x, y, _ = ds.arrays()
         report[split] = score(predict_proba(model, torch.from_numpy(x)), y)
     return report
-
-
-def instantiate_callbacks(callbacks_cfg: Mapping[str, Any] | None, ckpt_dir: str) -> list:
-    """The `callbacks/` group's callbacks; a `ModelCheckpoint` writes to `ckpt_dir`. Raises
-    ValueError naming the group when it has no ModelCheckpoint (the best epoch could not be
-    kept)."""
-    callbacks = []
-    for name, node in (plain(callbacks_cfg) or {}).items():
-        if get_class(node["_target_"]) is ModelCheckpoint:
-            callbacks.append(instantiate(node, dirpath=ckpt_dir))
-        else:
-            callbacks.append(instantiate(node))
-        log.debug("teacher callback %s: %s", name, type(callbacks[-1]).__name__)
-    if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-        raise ValueError(
-            "callbacks: the teacher's callbacks need a ModelCheckpoint (callbacks=teacher keeps "
-            f"the best validation kappa); got {list(plain(callbacks_cfg) or {})}"
-        )
-    return callbacks
-
-
-def readable_checkpoint(path: Path) -> bool:
-    """Whether `path` is a whole checkpoint; one a kill cut short is removed (with a warning),
-    and the fit starts over."""
-    if not path.is_file():
-        return False
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or garbled: any unpickling error
-        log.warning("%s is not a readable checkpoint (%s); starting this fit over", path, err)
-        shutil.rmtree(path.parent, ignore_errors=True)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return False
-    return True
 
 
 def train_teacher(
@@ -207,6 +178,27 @@ def _loaded(folder: Path, model_cfg: Any, n: int, shape: tuple[int, int, int]) -
     return [load_member(folder / member_file(i), model_cfg, shape) for i in range(n)]
 
 
+def _fit_members(
+    folder: Path,
+    resume: Path,
+    runs: list[tuple[CohortDataModule, int, str]],
+    logger_for: Callable[[str], Any],
+    **fit_args: Any,
+) -> tuple[list[nn.Module], list[dict]]:
+    """Member i fitted on `runs[i]` = (data, seed, logger name) with `fit_args` (model, settings,
+    trainer, callbacks, progress), saved as `member_file(i)` in `folder`, resumable from
+    `resume/member{i}` after a kill."""
+    members, reports = [], []
+    for i, (data, seed, name) in enumerate(runs):
+        model, report = train_teacher(
+            data, seed=seed, logger=logger_for(name), resume_dir=resume / f"member{i}", **fit_args
+        )
+        torch.save(model.state_dict(), folder / member_file(i))
+        members.append(model)
+        reports.append(report)
+    return members, reports
+
+
 def teacher_ensemble(
     dm: CohortDataModule,
     model_cfg: DictConfig,
@@ -225,26 +217,21 @@ def teacher_ensemble(
     eval mode, report, whether this call trained it). `logger_for(name)` gives each training
     its Lightning logger."""
     n_models = int(cfg.get("n_models", 1))
-
     resume = store.resume_dir("teacher", key)
+    runs = [(dm, seed + i, "teacher" + (f"{i}" if i else "")) for i in range(n_models)]
 
     def write(folder: Path) -> dict:
-        members, reports = [], []
-        for i in range(n_models):
-            model, report = train_teacher(
-                dm,
-                model_cfg,
-                cfg,
-                seed + i,
-                logger=logger_for("teacher" + (f"{i}" if i else "")),
-                progress=progress,
-                trainer_cfg=trainer_cfg,
-                callbacks_cfg=callbacks_cfg,
-                resume_dir=resume / f"member{i}",
-            )
-            torch.save(model.state_dict(), folder / member_file(i))
-            members.append(model)
-            reports.append(report)
+        members, reports = _fit_members(
+            folder,
+            resume,
+            runs,
+            logger_for,
+            model_cfg=model_cfg,
+            cfg=cfg,
+            progress=progress,
+            trainer_cfg=trainer_cfg,
+            callbacks_cfg=callbacks_cfg,
+        )
         if n_models == 1:
             return reports[0]
         report = evaluate_splits(TeacherEnsemble(members).eval(), dm)
@@ -281,23 +268,24 @@ def label_teacher_ensemble(
     groups = person_groups(train.person[train.indices], n_teachers, seed)
 
     resume = store.resume_dir("label_teachers", key)
+    runs = [
+        (restrict_training_persons(dm, p), seed + g, f"label_teacher{g}")
+        for g, p in enumerate(groups)
+    ]
 
     def write(folder: Path) -> dict:
-        reports = []
-        for g, persons in enumerate(groups):
-            model, report = train_teacher(
-                restrict_training_persons(dm, persons),
-                model_cfg,
-                cfg,
-                seed + g,
-                logger=logger_for(f"label_teacher{g}"),
-                progress=progress,
-                trainer_cfg=trainer_cfg,
-                callbacks_cfg=callbacks_cfg,
-                resume_dir=resume / f"member{g}",
-            )
-            torch.save(model.state_dict(), folder / member_file(g))
-            reports.append({**report, "n_persons": len(persons)})
+        _, reports = _fit_members(
+            folder,
+            resume,
+            runs,
+            logger_for,
+            model_cfg=model_cfg,
+            cfg=cfg,
+            progress=progress,
+            trainer_cfg=trainer_cfg,
+            callbacks_cfg=callbacks_cfg,
+        )
+        reports = [{**r, "n_persons": len(p)} for r, p in zip(reports, groups, strict=True)]
         return {"members": reports}
 
     entry = store.entry("label_teachers", key, write)

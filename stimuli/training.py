@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,11 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from hydra.utils import get_class, instantiate
+from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
+
+from stimuli.config import plain_config
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +78,7 @@ def make_trainer(
     averaged over ranks).
     """
     settings = {
-        k: v for k, v in dict(plain(trainer_cfg) or {}).items() if not str(k).startswith("_")
+        k: v for k, v in dict(plain_config(trainer_cfg) or {}).items() if not str(k).startswith("_")
     }
     if single_device:
         settings = {k: v for k, v in settings.items() if k not in ("strategy", "sync_batchnorm")}
@@ -98,15 +102,8 @@ def make_trainer(
 def placement(trainer_cfg: Any) -> dict[str, Any]:
     """Only the hardware settings (`PLACEMENT_KEYS`) of a `trainer/` node: what every Trainer of a
     job shares, whatever its logging or checkpointing."""
-    settings = dict(plain(trainer_cfg) or {})
+    settings = dict(plain_config(trainer_cfg) or {})
     return {k: settings[k] for k in PLACEMENT_KEYS if k in settings}
-
-
-def plain(cfg: Any) -> Any:
-    """A plain container of an OmegaConf node (other values unchanged)."""
-    if isinstance(cfg, DictConfig | ListConfig):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return cfg
 
 
 class RandomStateCheckpoint(pl.Callback):
@@ -136,3 +133,37 @@ class RandomStateCheckpoint(pl.Callback):
         np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
         version, state, gauss_next = states["python"]
         random.setstate((version, tuple(state), gauss_next))
+
+
+def instantiate_callbacks(callbacks_cfg: Mapping[str, Any] | None, ckpt_dir: str) -> list:
+    """The `callbacks/` group's callbacks; a `ModelCheckpoint` writes to `ckpt_dir`. Raises
+    ValueError naming the group when it has no ModelCheckpoint (the best epoch could not be
+    kept)."""
+    callbacks = []
+    for name, node in (plain_config(callbacks_cfg) or {}).items():
+        if get_class(node["_target_"]) is ModelCheckpoint:
+            callbacks.append(instantiate(node, dirpath=ckpt_dir))
+        else:
+            callbacks.append(instantiate(node))
+        log.debug("teacher callback %s: %s", name, type(callbacks[-1]).__name__)
+    if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        raise ValueError(
+            "callbacks: the teacher's callbacks need a ModelCheckpoint (callbacks=teacher keeps "
+            f"the best validation kappa); got {list(plain_config(callbacks_cfg) or {})}"
+        )
+    return callbacks
+
+
+def readable_checkpoint(path: Path) -> bool:
+    """Whether `path` is a whole checkpoint; one a kill cut short is removed (with a warning),
+    and the fit starts over."""
+    if not path.is_file():
+        return False
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or garbled: any unpickling error
+        log.warning("%s is not a readable checkpoint (%s); starting this fit over", path, err)
+        shutil.rmtree(path.parent, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return False
+    return True

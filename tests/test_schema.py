@@ -101,7 +101,7 @@ def test_build_gives_typed_settings():
 def test_teacher_callbacks_come_from_the_callbacks_group(tmp_path):
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-    from stimuli.teacher import instantiate_callbacks
+    from stimuli.training import instantiate_callbacks
 
     cfg = compose_config([], tmp_path, tmp_path)
     callbacks = instantiate_callbacks(cfg.callbacks, str(tmp_path / "ckpt"))

@@ -159,7 +159,7 @@ def test_a_release_killed_mid_write_is_recovered_by_the_next(tmp_path, monkeypat
     (tmp_path / ".release.old-1234abcd" / "stimuli.npz").write_bytes(b"previous")
     (tmp_path / ".release.tmp-xyz").mkdir()
     (tmp_path / ".release.tmp-xyz" / "stimuli.npz").write_bytes(b"half")
-    (tmp_path / ".results.json.abc").write_bytes(b"{")  # a killed atomic write
+    (tmp_path / ".results.abc.json").write_bytes(b"{")  # a killed atomic write
     files = {"stimuli.npz": b"new", "datacard.json": b"{}"}
     bundle.write_release(tmp_path / "release", files, ForbiddenInfo())
     from stimuli.io import write_json

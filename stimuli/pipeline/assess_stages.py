@@ -58,7 +58,7 @@ def students_stage(
         fs=dm.fs,
         seed=ctx.seed,
         progress=ctx.progress,
-        logger_for=ctx.logger_for(),
+        logger_for=ctx.tracker.trainer_logger,
         save_dir=ctx.out / "students",
     )
     return StageOutput({"students": students})

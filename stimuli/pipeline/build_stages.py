@@ -74,7 +74,7 @@ def teacher_stage(ctx: RunContext, dm: CohortDataModule) -> StageOutput:
         ctx.keys["teacher"],
         trainer_cfg=cfg.trainer,
         callbacks_cfg=cfg.callbacks,
-        logger_for=ctx.logger_for(),
+        logger_for=ctx.tracker.trainer_logger,
         progress=ctx.progress,
     )
     with atomic_path(ctx.out / "teacher.pt") as tmp:
@@ -201,7 +201,7 @@ def soft_labels_stage(
         ctx.keys["label_teachers"],
         trainer_cfg=cfg.trainer,
         callbacks_cfg=cfg.callbacks,
-        logger_for=ctx.logger_for(),
+        logger_for=ctx.tracker.trainer_logger,
         progress=ctx.progress,
     )
     x_test, y_test, _ = dm.datasets["test"].arrays()

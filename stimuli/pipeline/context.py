@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,6 @@ class RunContext:
     @property
     def seed(self) -> int:
         return int(self.cfg.seed)
-
-    def logger_for(self) -> Callable[[str], Any]:
-        return self.tracker.trainer_logger
 
 
 @dataclass

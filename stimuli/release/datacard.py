@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from stimuli.config import plain_config
 from stimuli.metrics import METRIC_NAMES
 from stimuli.models import model_parameters
 from stimuli.release.layout import FORMAT, NPZ
@@ -66,17 +67,6 @@ def whitelisted(cfg: Mapping[str, Any] | None, keys: Sequence[str], where: str) 
         except ValueError as err:
             log.warning("datacard: %s.%s left out (%s)", where, key, err)
     return out
-
-
-def plain_config(cfg: Any) -> Any:
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(cfg, DictConfig):
-            return OmegaConf.to_container(cfg, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
-    return cfg
 
 
 def utility_summary(results: Mapping[str, Any], soft_labels: bool = True) -> dict | None:

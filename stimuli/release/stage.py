@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from stimuli.config import plain_config
 from stimuli.release.bundle import bundle_files, verify_bundle, write_release
-from stimuli.release.datacard import make_datacard, plain_config
+from stimuli.release.datacard import make_datacard
 from stimuli.release.forbidden import ForbiddenInfo, forbidden_info
 
 log = logging.getLogger(__name__)
