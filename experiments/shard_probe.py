@@ -27,8 +27,7 @@ from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
 from stimuli.pipeline import open_job
 from stimuli.pipeline.build_stages import shard_entry
-from stimuli.privacy.attribution import train_auditor
-from stimuli.privacy.auditor import posteriors
+from stimuli.privacy.auditor import posteriors, train_auditor
 from stimuli.privacy.neighbours import knn
 from stimuli.privacy.real import RealWindows
 from stimuli.privacy.stats import attribution_stats, plain

@@ -85,3 +85,39 @@ def stage_keys(cfg: DictConfig) -> dict[str, str]:
         "stimuli": stimuli,
         "label_teachers": label_teachers,
     }
+
+
+def student_key(cfg: DictConfig, keys: dict[str, str], name: str, variant: str) -> str:
+    """The cache key of student `name` fitted on `variant`: its node (resolved, so the shared
+    `student_defaults` count) and what it learns from: the data split for `real`, the stimuli
+    for `stimuli`, the stimuli and their soft labels for `stimuli_kd`. A student on real windows
+    is therefore shared by every synthesis setting."""
+    learns_from = {
+        "real": [data_identity(cfg)],
+        "stimuli": [keys["stimuli"]],
+        "stimuli_kd": [keys["stimuli"], keys["label_teachers"]],
+    }
+    if variant not in learns_from:
+        raise ValueError(f"no cache key for student variant {variant!r}")
+    node = plain_config(cfg.students[name])
+    return config_hash("student", name, variant, node, cfg.seed, *learns_from[variant])
+
+
+def mechanism_hash(cfg: DictConfig) -> str:
+    """The mechanism a release comes from: every setting that determines the release (data,
+    model, teacher, identity model, synthesis, soft labels, trainer), without the person split
+    and the run seed, which an audit draws anew for each of its splits. A verdict names its
+    mechanism by this hash; a release looks its verdict up by it."""
+    data = {k: v for k, v in data_identity(cfg).items() if k != "split"}
+    return config_hash(
+        "mechanism",
+        data,
+        cfg.model,
+        key_settings(TeacherConfig, plain_config(cfg.teacher)),
+        cfg.get("callbacks"),
+        key_settings(IdentityConfig, plain_config(cfg.identity)),
+        synthesis_key_settings(cfg),
+        cfg.get("soft_labels") or {},
+        {k: v for k, v in plain_config(cfg.trainer).items() if k in ("precision",)},
+        (cfg.get("release") or {}).get("soft_labels", True),
+    )

@@ -205,6 +205,7 @@ class ReleaseConfig:
 
     soft_labels: bool = setting(True, public=True)
     check_identity_model: bool = setting(True)
+    require_verdict: bool = setting(False)
 
 
 @dataclass

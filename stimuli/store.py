@@ -39,6 +39,11 @@ class ArtifactStore:
         a kill (outside the entry's temporary folder, which a later job removes)."""
         return Path(self.root) / "resume" / stage / key
 
+    def verdict_path(self, mechanism: str) -> Path:
+        """Where `stimuli.audit` keeps the verdict of mechanism `mechanism` (its hash), for the
+        releases of that mechanism to carry."""
+        return Path(self.root) / "verdicts" / f"{mechanism}.json"
+
     def entry(self, stage: str, key: str, write: Callable[[Path], dict]) -> Entry:
         """The entry `stage/key`; `write(folder) -> meta` fills it first when it is absent, or
         again when the cached one is damaged."""

@@ -127,6 +127,10 @@ TINY = [
     "synthesis.shard_size=16",
     "synthesis.steps=8",
     "student_defaults.steps=10",
+    "privacy.auditor.steps=60",
+    "privacy.attack_students.mlp.steps=50",
+    "privacy.n_bootstrap=200",
+    "privacy.dcr.n_bootstrap=100",
 ]
 # The shared run: the teacher's architecture, an MLP and two scikit-learn students, one thread
 # (the numbers of tests/golden/tiny_results.json were recorded with exactly this).

@@ -5,7 +5,10 @@ Each takes the job's `RunContext` and the artifacts it needs and returns a `Stag
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,11 +19,18 @@ from torch import nn
 from stimuli.classifier import predict_proba
 from stimuli.data.cohort import CohortDataModule
 from stimuli.io import write_json
+from stimuli.keys import config_hash, data_identity, mechanism_hash, student_key
 from stimuli.metrics import score
 from stimuli.models import MODELS
 from stimuli.pipeline.build_stages import n_label_teachers
 from stimuli.pipeline.context import RunContext, StageOutput
-from stimuli.privacy import audit_privacy
+from stimuli.privacy.auditor import posteriors, train_person_model
+from stimuli.privacy.candidates import Candidates
+from stimuli.privacy.criteria import split_criteria
+from stimuli.privacy.person_scores import attack_student_factories
+from stimuli.privacy.verdict import CRITERIA, judge
+from stimuli.release.bundle import ReleaseRefused
+from stimuli.release.datacard import verdict_summary
 from stimuli.release.forbidden import ForbiddenInfo
 from stimuli.release.stage import (
     forbidden_for_release,
@@ -29,6 +39,7 @@ from stimuli.release.stage import (
     releases_soft_labels,
     write_checked_release,
 )
+from stimuli.students.base import Student
 from stimuli.students.fit import fit_students, score_students, student_factories
 from stimuli.training import placement
 
@@ -60,8 +71,23 @@ def students_stage(
         progress=ctx.progress,
         logger_for=ctx.tracker.trainer_logger,
         save_dir=ctx.out / "students",
+        cache=lambda name, variant, fit: cached_student(ctx, name, variant, fit),
     )
     return StageOutput({"students": students})
+
+
+def cached_student(ctx: RunContext, name: str, variant: str, fit: Callable[[], Student]) -> Student:
+    """Student `name` on `variant` from the store (`stages/students/<key>`), fitted and saved
+    first when absent: a sweep over anything a student does not learn from (privacy settings,
+    other students, a rerun for the audit) trains it once."""
+
+    def write(folder: Path) -> dict:
+        fit().save(folder / "student.joblib")
+        return {"student": name, "variant": variant}
+
+    key = student_key(ctx.cfg, dict(ctx.keys), name, variant)
+    entry = ctx.store.entry("students", key, write)
+    return Student.load(entry.path / "student.joblib")
 
 
 def teacher_architecture_student(cfg) -> str | None:
@@ -105,50 +131,73 @@ def evaluate_stage(
     return StageOutput({"predictions": predictions}, results)
 
 
-def attacked_students(students: dict, soft_released: bool) -> dict:
-    """Students a third party could train on the release: without soft labels, no one
-    distils from the teacher's outputs, so those students are not an attack on it."""
-    return {
-        f"{name}/{variant}": student
-        for name, variants in students.items()
-        for variant, student in variants.items()
-        if variant.startswith("stimuli")
-        and not isinstance(student, str)
-        and (soft_released or variant != "stimuli_kd")
-    }
-
-
-def privacy_stage(
-    ctx: RunContext, dm: CohortDataModule, teacher: nn.Module, stimuli: dict, students: dict
-) -> StageOutput:
-    """The privacy audit of what `release` would publish (stimuli/privacy/)."""
+def privacy_stage(ctx: RunContext, dm: CohortDataModule, stimuli: dict) -> StageOutput:
+    """The anonymity criteria on this run's one split (stimuli/privacy/criteria.py): the release
+    and the known-truth releases attacked the same way, members against non-members. Writes
+    `privacy.json` (with the per-person scores `stimuli.audit` pools) and returns the summary,
+    labelled "one split, not a verdict"."""
     pcfg = OmegaConf.to_container(ctx.cfg.privacy, resolve=True)
-    pcfg["auditor"]["trainer"] = placement(ctx.cfg.trainer)
-    summary, details = audit_privacy(
-        dm,
-        teacher,
+    cand = Candidates.from_datamodule(dm, float(pcfg["auditor"]["holdout"]))
+    auditor = cached_auditor(ctx, cand, pcfg["auditor"])
+    summary, details = split_criteria(
+        cand,
         stimuli["x"],
-        attacked_students(students, releases_soft_labels(ctx.cfg)),
+        stimuli["labels"],
+        lambda x: posteriors(auditor, x),
+        attack_student_factories(pcfg.get("attack_students")),
         pcfg,
         ctx.seed,
-        progress=ctx.progress,
     )
     write_json(ctx.out / "privacy.json", {"summary": summary, "details": details})
-    attribution = details.get("attribution_classifier") or {}
-    neighbour = details.get("attribution_neighbour") or {}
-    counts = {"classifier": attribution.get("release_counts")}
-    counts |= {f"neighbour {v}": neighbour.get(f"{v}_release_counts") for v in ("raw", "embedding")}
-    attribution_counts = {
-        "stimuli": {k: v for k, v in counts.items() if v is not None},
-        "training": attribution.get("training_counts"),
-    }
-    mt = summary["meets_targets"]
-    log.info(
-        "privacy: targets met on the release %s; controls have power: %s",
-        dict(mt["release"]),
-        mt["controls_have_power"],
-    )
-    return StageOutput({"attribution_counts": attribution_counts}, {"privacy": summary})
+    log.info("privacy (%s): %s", summary["label"], one_split_judgment(summary, pcfg["rules"]))
+    verdict = verdict_summary(mechanism_verdict(ctx))
+    return StageOutput({"privacy_details": details}, {"privacy": summary, "verdict": verdict})
+
+
+def one_split_judgment(summary: dict, rules: dict) -> dict[str, bool | None]:
+    """Each criterion's pass rule on the release, on this split alone."""
+    release = summary["release"]
+    return {c: judge(c, release[c], rules)["pass"] for c in CRITERIA}
+
+
+def cached_auditor(ctx: RunContext, cand: Candidates, cfg: dict) -> nn.Module:
+    """The attacker's person-ID model over every candidate, trained on the early part of every
+    night. It does not depend on the person split, so the K runs of an audit share one entry."""
+    seed = ctx.seed + int(cfg["seed_offset"])
+    early = cand.early
+
+    def write(folder: Path) -> dict:
+        model = train_person_model(
+            cand.x[early],
+            cand.slot[early],
+            cand.n_persons,
+            {**cfg, "trainer": placement(ctx.cfg.trainer)},
+            seed,
+        )
+        torch.save(model, folder / "model.pt")
+        return {"n_persons": cand.n_persons}
+
+    data = {k: v for k, v in data_identity(ctx.cfg).items() if k != "split"}
+    key = config_hash("auditor", data, cfg, seed)
+    entry = ctx.store.entry("auditor", key, write)
+    return torch.load(entry.path / "model.pt", weights_only=False).eval()
+
+
+def mechanism_verdict(ctx: RunContext) -> dict | None:
+    """The verdict `stimuli.audit` stored for this run's mechanism, if it was audited."""
+    path = ctx.store.verdict_path(mechanism_hash(ctx.cfg))
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def job_overrides(cfg) -> list[str]:
+    """This job's command-line overrides (Hydra's), without the person split it drew."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        overrides = list(HydraConfig.get().overrides.task)
+    except ValueError:  # composed outside a Hydra app (tests, experiments)
+        overrides = [f"+experiment={cfg.task_name}"]
+    return [o for o in overrides if not o.startswith(("data.split.seed=", "stages="))]
 
 
 def release_forbidden(
@@ -188,6 +237,17 @@ def release_stage(
     utility and privacy summaries)."""
     cfg = ctx.cfg
     soft = soft_labels if releases_soft_labels(cfg) else None
+    verdict = mechanism_verdict(ctx)
+    if cfg.release.get("require_verdict", False) and (verdict or {}).get("anonymity") != (
+        "established"
+    ):
+        state = "has no verdict" if verdict is None else f"is {verdict['anonymity']!r}"
+        raise ReleaseRefused(
+            f"release.require_verdict=true: the anonymity of this mechanism "
+            f"({mechanism_hash(cfg)}) {state}, so no bundle is written. Audit it with "
+            f"`python -m stimuli.audit {' '.join(job_overrides(cfg))} audit.splits=8` (same "
+            "overrides as this run), or set release.require_verdict=false."
+        )
     arrays = release_arrays(stimuli["x"], stimuli["labels"], soft)
     card = make_datacard(
         arrays,
@@ -200,6 +260,7 @@ def release_stage(
         stimuli_meta=results.get("stimuli"),
         results=results,
         soft_label_teachers=n_label_teachers(cfg),
+        verdict=verdict,
     )
     forbidden = release_forbidden(ctx, dm, teacher, identity, label_teachers)
     block = write_checked_release(ctx.out / "release", arrays, card, forbidden)

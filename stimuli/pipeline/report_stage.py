@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def report_inputs(artifacts: Mapping[str, Any]) -> ReportInputs:
     """Test windows, stimuli, the test predictions of the teacher and of every student, the
-    synthesis loss terms per step and the audit's attribution counts, where the job made them."""
+    synthesis loss terms per step, where the job made them."""
     inputs = ReportInputs(
         predictions=dict(artifacts.get("predictions") or {}),
         synthesis_losses=artifacts.get("loss_history"),
@@ -30,10 +30,6 @@ def report_inputs(artifacts: Mapping[str, Any]) -> ReportInputs:
     stim = artifacts.get("stimuli")
     if stim is not None:
         inputs.stimuli_x, inputs.stimuli_labels = stim["x"], stim["labels"]
-    attribution = artifacts.get("attribution_counts")
-    if attribution:
-        inputs.attribution = attribution.get("stimuli")
-        inputs.attribution_share = attribution.get("training")
     return inputs
 
 

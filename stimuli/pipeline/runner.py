@@ -80,8 +80,8 @@ PRODUCERS: tuple[Producer, ...] = (
     ),
     Producer(
         "privacy",
-        ("attribution_counts",),
-        _fixed("dm", "teacher", "stimuli", "students"),
+        ("privacy_details",),
+        _fixed("dm", "stimuli"),
         assess.privacy_stage,
     ),
     Producer("release", ("released",), _release_needs, assess.release_stage),
@@ -93,7 +93,7 @@ STAGE_ARTIFACTS = {
     "synthesize": ("stimuli",),
     "students": ("students",),
     "evaluate": ("predictions",),
-    "privacy": ("attribution_counts",),
+    "privacy": ("privacy_details",),
     "release": ("released",),
 }
 

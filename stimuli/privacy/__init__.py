@@ -1,24 +1,6 @@
-"""The privacy audit of a release: attacks that must work on real data and fail on the stimuli."""
+"""The privacy audit of a release: attacks on members and on a control of non-members.
 
-from stimuli.privacy.attribution import (
-    attribution_by_classifier,
-    attribution_by_neighbour,
-    train_auditor,
-)
-from stimuli.privacy.audit import audit_privacy, meets_targets
-from stimuli.privacy.copy_distance import copy_distance
-from stimuli.privacy.linkage import cross_night_linkage
-from stimuli.privacy.membership import membership_inference
-from stimuli.privacy.real import RealWindows
-
-__all__ = [
-    "RealWindows",
-    "attribution_by_classifier",
-    "attribution_by_neighbour",
-    "audit_privacy",
-    "copy_distance",
-    "cross_night_linkage",
-    "meets_targets",
-    "membership_inference",
-    "train_auditor",
-]
+`criteria` judges one person split (the `privacy` stage), `verdict` pools K splits
+(`python -m stimuli.audit`). `attribution`, `membership` and `linkage` are the earlier
+attacks that experiments/ still run as diagnostics.
+"""

@@ -46,3 +46,14 @@ def train_person_model(
 
 def posteriors(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     return predict_proba(model, torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+
+
+def train_auditor(
+    real, cfg: Mapping[str, Any], seed: int, progress: bool = False
+) -> torch.nn.Module:
+    """A person-ID model on the early part of each *training* person's nights (`real`: a
+    `stimuli.privacy.real.RealWindows`), as experiments/shard_probe.py probes single shards with;
+    the criteria's auditor sees every candidate instead (`stimuli.pipeline.assess_stages`)."""
+    a = cfg["auditor"]
+    x, label = real.x_train[real.fit], real.label[real.fit]
+    return train_person_model(x, label, real.n_persons, a, seed + int(a["seed_offset"]), progress)

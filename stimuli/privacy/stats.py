@@ -1,15 +1,13 @@
-"""Statistics shared by the attacks: attribution distributions, bootstrap ROC AUC, JSON rounding."""
+"""Statistics shared by the attacks: seeded draws, attribution spread, weighted ROC AUC, JSON."""
 
 from __future__ import annotations
 
-import warnings
 import zlib
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.stats import bootstrap, entropy, mannwhitneyu
-from sklearn.metrics import roc_auc_score
+from scipy.stats import entropy
 
 
 def rng_for(seed: int, purpose: str) -> np.random.Generator:
@@ -40,48 +38,7 @@ def attribution_stats(assigned: np.ndarray, n_persons: int, reference: np.ndarra
     }
 
 
-def _auc(members: np.ndarray, others: np.ndarray, axis: int = -1) -> np.ndarray:
-    """ROC AUC from the Mann-Whitney U statistic (ties count half), vectorized over resamples."""
-    u = mannwhitneyu(members, others, axis=axis).statistic
-    return u / (members.shape[axis] * others.shape[axis])
-
-
-def bootstrap_auc(
-    scores: np.ndarray, is_member: np.ndarray, n_bootstrap: int, ci: float, seed: int
-) -> dict:
-    """ROC AUC of `scores` (higher = member) with a percentile bootstrap interval.
-
-    Persons are resampled with replacement within members and within non-members, so every
-    resample keeps both classes. Persons without a score (NaN) are left out.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    is_member = np.asarray(is_member, dtype=bool)
-    ok = np.isfinite(scores)
-    members, others = scores[ok & is_member], scores[ok & ~is_member]
-    out: dict[str, Any] = {"n_members": len(members), "n_non_members": len(others)}
-    if len(members) == 0 or len(others) == 0:
-        return {**out, "auc": None, "ci_low": None, "ci_high": None, "covers_chance": None}
-    auc = float(roc_auc_score(is_member[ok], scores[ok]))
-    interval = bootstrap(
-        (members, others),
-        _auc,
-        n_resamples=n_bootstrap,
-        confidence_level=ci,
-        method="percentile",
-        vectorized=True,
-        random_state=rng_for(seed, "bootstrap"),
-    ).confidence_interval
-    low, high = float(interval.low), float(interval.high)
-    return {
-        **out,
-        "auc": auc,
-        "ci_low": low,
-        "ci_high": high,
-        "covers_chance": bool(low <= 0.5 <= high),
-    }
-
-
-def _weighted_aucs(scores: np.ndarray, is_member: np.ndarray, weights: np.ndarray) -> np.ndarray:
+def weighted_aucs(scores: np.ndarray, is_member: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """ROC AUC for many weightings of the persons at once (`weights: (draws, persons)`; person i
     counts `weights[b, i]` times in draw b, ties count half; NaN where a class is not drawn).
     With the pairwise member-beats-non-member matrix fixed, each draw's AUC is one bilinear form;
@@ -93,56 +50,6 @@ def _weighted_aucs(scores: np.ndarray, is_member: np.ndarray, weights: np.ndarra
     w_m, w_n = weights[:, is_member], weights[:, ~is_member]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.einsum("bi,ij,bj->b", w_m, beats, w_n) / (w_m.sum(1) * w_n.sum(1))
-
-
-def pooled_auc(
-    splits: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
-    n_bootstrap: int,
-    ci: float,
-    seed: int,
-) -> dict:
-    """Membership AUC over several person splits of one cohort: the mean of the splits' AUCs,
-    with a bootstrap interval that resamples *persons*, the same draw in every split.
-
-    Each split is `(person, is_member, score)` for the persons it scored (global person ids).
-    A person is a member in some splits and not in others, so the splits are not independent;
-    drawing persons once per resample keeps that dependence in the interval.
-    """
-    if not splits:
-        raise ValueError("pooled_auc needs at least one split")
-    prepared = [
-        (np.asarray(p), np.asarray(m, dtype=bool), np.asarray(s, dtype=np.float64))
-        for p, m, s in splits
-    ]
-    everyone = np.unique(np.concatenate([p for p, _, _ in prepared]))
-
-    aucs = [float(roc_auc_score(m[np.isfinite(s)], s[np.isfinite(s)])) for _, m, s in prepared]
-    rng = rng_for(seed, "pooled bootstrap")
-    multiplicity = np.stack(
-        [
-            np.bincount(rng.integers(0, len(everyone), len(everyone)), minlength=len(everyone))
-            for _ in range(n_bootstrap)
-        ]
-    ).astype(np.float64)
-    per_split = []
-    for p, m, s in prepared:
-        ok = np.isfinite(s)
-        weights = multiplicity[:, np.searchsorted(everyone, p[ok])]
-        per_split.append(_weighted_aucs(s[ok], m[ok], weights))
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a draw no split can score (all NaN)
-        draws = np.nanmean(np.stack(per_split), axis=0)
-    draws = draws[np.isfinite(draws)]
-    low, high = np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2])
-    return {
-        "auc": float(np.mean(aucs)),
-        "split_aucs": [float(a) for a in aucs],
-        "n_splits": len(prepared),
-        "n_persons": len(everyone),
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "covers_chance": bool(low <= 0.5 <= high),
-    }
 
 
 def plain(obj: Any, digits: int = 5) -> Any:
@@ -161,12 +68,3 @@ def plain(obj: Any, digits: int = 5) -> Any:
         value = float(obj)
         return round(value, digits) if np.isfinite(value) else None
     return obj
-
-
-def config_dict(cfg: Any) -> dict:
-    """A DictConfig (resolved) or mapping as a plain dict."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)
-    return dict(cfg)

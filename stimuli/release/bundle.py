@@ -35,6 +35,10 @@ class BundleError(RuntimeError):
     """A bundle folder is incomplete or its files do not match `SHA256SUMS`."""
 
 
+class ReleaseRefused(RuntimeError):
+    """`release.require_verdict=true` and the mechanism has no passing anonymity verdict."""
+
+
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """An `np.load`-able npz whose zip entries carry a fixed timestamp (no date, reproducible)."""
     buf = io.BytesIO()

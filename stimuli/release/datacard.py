@@ -98,54 +98,64 @@ def utility_summary(results: Mapping[str, Any], soft_labels: bool = True) -> dic
     return out
 
 
-ATTRIBUTION_KEYS = ("top1_share", "top1_ratio", "entropy", "kl_to_training")
-NON_MEMBER_KEYS = (
-    "top1_ratio",
-    "entropy",
-    "single_non_member_top1_ratio",
-    "single_non_member_entropy",
-)
+def _scores(block: Any) -> dict:
+    """{score name: {auc, family-wise interval}} of a family of membership scores."""
+    out = {}
+    for name, values in (block or {}).items():
+        key = str(name).replace("/", ".")
+        if _SAFE_STR.fullmatch(key) and isinstance(values, Mapping):
+            out[key] = whitelisted(values, ("auc", "family_ci_low", "family_ci_high"), "privacy")
+    return out
 
 
 def privacy_summary(results: Mapping[str, Any]) -> dict | None:
-    """The audit's headline numbers on the release (no per-person values), when it ran."""
+    """This run's one-split criteria on the release (headline numbers, no per-person values)."""
     audit = results.get("privacy")
-    if not isinstance(audit, Mapping):
+    release = audit.get("release") if isinstance(audit, Mapping) else None
+    if not isinstance(release, Mapping):
         return None
-    out: dict[str, Any] = {}
-    attacks = {"attribution_classifier": audit.get("attribution_classifier") or {}}
-    for view, block in (audit.get("attribution_neighbour") or {}).items():
-        if _SAFE_STR.fullmatch(str(view)) and isinstance(block, Mapping):
-            attacks[f"attribution_neighbour_{view}"] = block
-    for name, block in attacks.items():
-        if not isinstance(block.get("release"), Mapping):
-            continue
-        out[name] = whitelisted(block["release"], ATTRIBUTION_KEYS, "privacy")
-        if isinstance(block.get("non_members"), Mapping):  # real windows of non-members
-            out[name]["non_member_reference"] = whitelisted(
-                block["non_members"], NON_MEMBER_KEYS, "privacy"
-            )
-    membership = (audit.get("membership") or {}).get("release") or {}
-    aucs = {}
-    for name, block in membership.items():
-        key = str(name).replace("/", ".")
-        if _SAFE_STR.fullmatch(key) and isinstance(block, Mapping):
-            aucs[key] = whitelisted(block, ("auc", "ci_low", "ci_high"), "privacy")
-    if aucs:
-        out["membership_auc"] = aucs
-    copies = (audit.get("copy_distance") or {}).get("release")
-    if isinstance(copies, Mapping):
-        out["copy_distance"] = whitelisted(
-            copies, ("share_closer_to_training", "flagged"), "privacy"
-        )
-    targets = audit.get("meets_targets") or {}
-    if isinstance(targets.get("release"), Mapping):
-        out["meets_targets"] = whitelisted(targets["release"], list(targets["release"]), "privacy")
-        out["controls_have_power"] = bool(targets.get("controls_have_power"))
-    if not out:
-        return None
-    out["audited_on"] = "the data owner's training persons (members) and held-out persons"
-    return out
+    dcr_keys = ("share", "ci_low", "ci_high", "near_copies")
+    risks = release.get("anonymeter") or {}
+    return {
+        "label": "one split, not a verdict",
+        "attribution_auc": _scores(release.get("attribution")),
+        "in_out_auc": _scores(release.get("in_out")),
+        "anonymeter": {
+            k: whitelisted(v, ("risk", "ci_low", "ci_high"), "privacy")
+            for k, v in risks.items()
+            if _SAFE_STR.fullmatch(str(k)) and isinstance(v, Mapping)
+        },
+        "dcr": whitelisted(release.get("dcr") or {}, dcr_keys, "privacy"),
+        "audited_on": "the data owner's training persons (members) and held-out persons",
+    }
+
+
+def verdict_summary(verdict: Mapping[str, Any] | None) -> dict:
+    """The verdict of the release's mechanism as the datacard carries it: per criterion whether
+    it passed and its worst numbers, K and the mechanism hash (never person indices)."""
+    if not verdict:
+        return {"anonymity": "not audited", "how": AUDIT_COMMAND}
+    criteria = {}
+    for name, block in (verdict.get("criteria") or {}).items():
+        release = block.get("release") or {}
+        criteria[str(name)] = {
+            "pass": bool(block.get("pass")),
+            "controls_powered": bool(block.get("powered")),
+            "placebo_passes": bool(block.get("valid")),
+            "worst": plain_config(release.get("worst")),
+        }
+    return {
+        "anonymity": ANONYMITY[verdict.get("anonymity") == "established"],
+        "failing": [str(f) for f in verdict.get("failing") or []],
+        "n_splits": int(verdict.get("n_splits", 0)),
+        "mechanism": _safe_value(str(verdict.get("mechanism"))),
+        "rules": plain_config(verdict.get("rules")),
+        "criteria": criteria,
+    }
+
+
+ANONYMITY = ("not established", "established")
+AUDIT_COMMAND = "python -m stimuli.audit +experiment=<the release's experiment> audit.splits=8"
 
 
 def make_datacard(
@@ -160,6 +170,7 @@ def make_datacard(
     stimuli_meta: Mapping[str, Any] | None = None,
     results: Mapping[str, Any] | None = None,
     soft_label_teachers: int = 1,
+    verdict: Mapping[str, Any] | None = None,
 ) -> dict:
     """The datacard, built from whitelisted fields only. `soft_label_teachers`: how many
     teachers' probabilities the soft labels average (1: the teacher's own)."""
@@ -207,4 +218,5 @@ def make_datacard(
     privacy = privacy_summary(results or {})
     if privacy:
         card["privacy"] = privacy
+    card["verdict"] = verdict_summary(verdict)
     return card

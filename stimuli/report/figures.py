@@ -270,31 +270,3 @@ def training_curves(curves: Mapping[str, Sequence[tuple[float, float]]], ncols: 
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("step")
     return fig
-
-
-def attribution_histogram(
-    counts: Mapping[str, Sequence[float]],
-    train_share: Sequence[float] | None = None,
-    ncols: int = 2,
-) -> Figure:
-    """Per attack, how many stimuli were attributed to each training person, as bars; the line is
-    what a person's share of the training windows predicts (`train_share`: per-person window
-    counts or fractions, normalized here; uniform when not given).
-    """
-    fig, axes = _grid(len(counts), ncols, w=4.2, h=2.8)
-    for ax, (attack, c) in zip(axes, counts.items()):
-        c = np.asarray(c, dtype=np.float64)
-        share = np.full(len(c), 1 / max(len(c), 1)) if train_share is None else train_share
-        share = np.asarray(share, dtype=np.float64)
-        expected = share / max(share.sum(), 1e-12) * c.sum()
-        x = np.arange(len(c))
-        ax.bar(x, c, color=STIM, label="attributed stimuli")
-        label = "expected from training share"
-        ax.plot(x, expected, color="0.1", marker="o", ms=3, lw=1, label=label)
-        ax.set_title(attack, fontsize=10)
-        ax.set_xlabel("training person")
-        ax.set_ylabel("stimuli")
-        ax.set_xticks(x if len(x) <= 30 else x[:: -(-len(x) // 30)])
-    if axes:
-        _shared_legend(fig, axes[0])
-    return fig

@@ -23,8 +23,6 @@ class ReportInputs:
     predictions: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     synthesis_losses: Mapping[str, Sequence[float]] | None = None  # term → value per step
     training_curves: Mapping[str, Sequence[tuple[float, float]]] | None = None  # (step, value)
-    attribution: Mapping[str, Sequence[float]] | None = None  # attack → stimuli per person
-    attribution_share: Sequence[float] | None = None  # training windows per person (any scale)
 
     def with_defaults(self, results: Mapping[str, Any]) -> ReportInputs:
         """Fill fs and channel names from results.json's data summary when not given."""

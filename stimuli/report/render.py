@@ -144,14 +144,21 @@ def privacy_section(privacy: Any, inp: ReportInputs) -> Section:
         blocks += [key_values(v, str(k)) for k, v in privacy.items() if isinstance(v, Mapping)]
     elif privacy:
         blocks.append(Note(fmt(privacy)))
-    if inp.attribution:
-        blocks.append(
-            image(
-                lambda: figures.attribution_histogram(inp.attribution, inp.attribution_share),
-                "stimuli attributed to each training person, per attack",
-            )
-        )
-    return Section("Privacy audit", "privacy", blocks or _missing())
+    return Section("Privacy criteria on this split", "privacy", blocks or _missing())
+
+
+def verdict_section(verdict: Mapping | None) -> Section:
+    """The anonymity verdict of this run's mechanism (`python -m stimuli.audit`), or that it
+    has not been audited."""
+    if not verdict or verdict.get("anonymity") == "not audited":
+        how = (verdict or {}).get("how", "python -m stimuli.audit")
+        text = f"The mechanism of this run has not been audited. Audit it with `{how}`."
+        return Section("Anonymity verdict", "verdict", [Note(text)])
+    head = f"Anonymity {verdict['anonymity']} over {verdict['n_splits']} person splits"
+    if verdict.get("failing"):
+        head += "; failing: " + ", ".join(verdict["failing"])
+    criteria = {k: v for k, v in verdict.get("criteria", {}).items()}
+    return Section("Anonymity verdict", "verdict", [Note(head), key_values(criteria, "criteria")])
 
 
 def timing_section(results: Mapping) -> Section:
@@ -178,6 +185,7 @@ def write_report(
     inp = (arrays or ReportInputs()).with_defaults(results)
     identity = results.get("identity_model")
     sections = [
+        verdict_section(results.get("verdict")),
         data_section(results.get("data")),
         teacher_section(results.get("teacher")),
         Section(
@@ -245,10 +253,6 @@ def report_figures(inp: ReportInputs, results: Mapping[str, Any] | None = None) 
         draw["figures/stimuli_examples"] = lambda: figures.stimulus_examples(*args, **kw)
         draw["figures/stimuli_mean_sd"] = lambda: figures.class_means(*args, **kw)
         draw["figures/stimuli_spectra"] = lambda: figures.power_spectra(*args, **kw)
-    if inp.attribution:
-        draw["figures/attribution"] = lambda: figures.attribution_histogram(
-            inp.attribution, inp.attribution_share
-        )
     out = {}
     for key, make in draw.items():
         try:

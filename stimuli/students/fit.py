@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 # variant name -> (windows, hard labels, soft labels or None)
 Variants = Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]
 StudentFactory = Callable[..., Student]
+# (student name, variant, fit) -> the fitted student: `fit()` trains it; a cache may return a
+# student it saved before instead (the pipeline's store: `stimuli.pipeline.assess_stages`)
+FitCache = Callable[[str, str, Callable[[], Student]], Student]
 # name -> variant -> the fitted student, or the error message of one that could not be trained
 Students = dict[str, dict[str, Student | str]]
 
@@ -57,10 +60,12 @@ def fit_students(
     progress: bool = False,
     logger_for: Callable[[str], Any] = lambda name: False,
     save_dir: Path | None = None,
+    cache: FitCache | None = None,
 ) -> Students:
     """Each student (outer loop) fitted on each variant (inner loop): `factory(fs=fs, seed=seed,
     progress=progress, logger=logger_for("student-NAME-VARIANT")).fit(x, y, soft=soft)`.
-    With `save_dir`, each fitted student is saved as `save_dir/NAME-VARIANT.joblib`."""
+    With `save_dir`, each fitted student is saved as `save_dir/NAME-VARIANT.joblib`; with
+    `cache`, each fit goes through `cache(name, variant, fit)`."""
     if save_dir is not None:
         save_dir = Path(save_dir)
         save_dir.mkdir(parents=True, exist_ok=True)
@@ -69,10 +74,14 @@ def fit_students(
         block = students.setdefault(name, {})
         for variant, (x, y, soft) in variants.items():
             t = time.perf_counter()
-            try:
+
+            def fit(factory=factory, name=name, variant=variant, x=x, y=y, soft=soft) -> Student:
                 logger = logger_for(f"student-{name}-{variant}")
                 student = factory(fs=fs, seed=seed, progress=progress, logger=logger)
-                student = student.fit(x, y, soft=soft)
+                return student.fit(x, y, soft=soft)
+
+            try:
+                student = cache(name, variant, fit) if cache is not None else fit()
             except ValueError as err:  # e.g. every stimulus given one class by the teacher
                 log.warning("student %s/%s could not be trained: %s", name, variant, err)
                 block[variant] = str(err)

@@ -1,0 +1,109 @@
+"""The persons an attacker suspects: every person of the cohort, members and non-members alike.
+
+The anonymity criteria (`stimuli.privacy.criteria`) attack members and non-members the same way,
+so they need every person's windows together: the training persons of this split (members) and
+the validation and test persons (non-members, the control). Each night is cut in time as the
+identity model's is: the attacker's person-ID model learns from the `early` part of every night
+and its control is scored on the late part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stimuli.data.cohort import CohortDataModule
+from stimuli.students.features import feature_names, window_features
+
+SPLITS = ("train", "val", "test")
+
+
+def early_in_night(record: np.ndarray, segment: np.ndarray, holdout: float) -> np.ndarray:
+    """True for the windows of each night before its last `holdout` fraction (by window start)."""
+    early = np.ones(len(record), dtype=bool)
+    for r in np.unique(record):
+        idx = np.flatnonzero(record == r)
+        cut = np.quantile(segment[idx], 1 - holdout)
+        early[idx] = segment[idx] <= cut
+    return early
+
+
+@dataclass
+class Candidates:
+    """Windows of every person with their labels, persons, membership and time split.
+
+    `person` holds global person indices; `persons` the sorted distinct ones, and per-person
+    arrays (`is_member`) follow that order. `slot[i]` is the position of window i's person in
+    `persons`.
+    """
+
+    x: np.ndarray  # (N, n_chans, n_times), normalized as the teacher saw them
+    y: np.ndarray  # apnea labels
+    person: np.ndarray
+    member: np.ndarray  # window of a training person
+    early: np.ndarray  # window from the early part of its night (the attacker's own recordings)
+    fs: float
+    _features: np.ndarray | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_datamodule(cls, dm: CohortDataModule, holdout: float) -> Candidates:
+        dm.setup()
+        parts = {s: dm.datasets[s] for s in SPLITS}
+        xs, ys, ps, member, early = [], [], [], [], []
+        for split, ds in parts.items():
+            x, y, p = ds.arrays()
+            record = np.asarray(dm.cache.record_index[ds.indices])
+            segment = np.asarray(dm.cache.segment_index[ds.indices])
+            xs.append(x)
+            ys.append(np.asarray(y, dtype=np.int64))
+            ps.append(np.asarray(p, dtype=np.int64))
+            member.append(np.full(len(y), split == "train"))
+            early.append(early_in_night(record, segment, holdout))
+        return cls(
+            x=np.concatenate(xs),
+            y=np.concatenate(ys),
+            person=np.concatenate(ps),
+            member=np.concatenate(member),
+            early=np.concatenate(early),
+            fs=float(dm.fs),
+        )
+
+    @property
+    def persons(self) -> np.ndarray:
+        return np.unique(self.person)
+
+    @property
+    def slot(self) -> np.ndarray:
+        return np.searchsorted(self.persons, self.person)
+
+    @property
+    def is_member(self) -> np.ndarray:
+        """Per person (in `persons` order): a training person of this split."""
+        out = np.zeros(len(self.persons), dtype=bool)
+        out[self.slot[self.member]] = True
+        return out
+
+    @property
+    def n_persons(self) -> int:
+        return len(self.persons)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return feature_names(self.x.shape[1], self.fs)
+
+    @property
+    def features(self) -> np.ndarray:
+        """The documented window features (`stimuli.students.features`), computed once."""
+        if self._features is None:
+            self._features = window_features(self.x, self.fs)
+        return self._features
+
+    def per_person_mean(self, values: np.ndarray) -> np.ndarray:
+        counts = np.bincount(self.slot, minlength=self.n_persons)
+        return np.bincount(self.slot, weights=values, minlength=self.n_persons) / counts
+
+    def per_person_min(self, values: np.ndarray) -> np.ndarray:
+        out = np.full(self.n_persons, np.inf)
+        np.minimum.at(out, self.slot, values)
+        return out
