@@ -19,8 +19,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
-from experiments.person_splits import job_config
 from stimuli.classifier import predict_proba
 from stimuli.io import write_json
 from stimuli.pipeline import open_job
@@ -38,7 +38,9 @@ def job_models(job_dir: Path, students: list[str] | None) -> dict[str, object]:
 
 def per_person_accuracy(job_dir: Path, students: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        job = open_job(job_config(job_dir, tmp))
+        cfg = OmegaConf.load(job_dir / "config_resolved.yaml")  # reopened from its cache
+        cfg.paths.output_dir, cfg.quiet = str(tmp), True
+        job = open_job(cfg)
         dm, teacher = job.get("dm"), job.get("teacher")
     models = {"teacher": None, **job_models(job_dir, students)}
     if len(models) == 1:

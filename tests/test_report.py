@@ -144,7 +144,7 @@ def tiny(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
 @pytest.fixture(scope="module")
 def full(tiny, tmp_path_factory) -> SimpleNamespace:
     """report.html with every optional input: the reopened run's test windows and predictions
-    (students reloaded from the run folder), plus a privacy block, attribution counts, loss and
+    (students reloaded from the run folder), plus a privacy block, loss and
     training curves.
     """
     job = open_job(compose_config(OWNER, tmp_path_factory.mktemp("reopened"), tiny.cache))
@@ -157,8 +157,6 @@ def full(tiny, tmp_path_factory) -> SimpleNamespace:
     inputs = report_inputs({"dm": dm, "stimuli": job.get("stimuli"), **evaluation.artifacts})
     inputs.synthesis_losses = {"class": [1.0, 0.5, 0.2], "bn": [9.0, 6.0, 4.0], "tv": [1, 1, 1]}
     inputs.training_curves = {"teacher/val_kappa": [(0, 0.4), (1, 0.7), (2, 0.8)]}
-    inputs.attribution = {"nearest_window": [9, 3, 12, 8], "identity_model": [8, 8, 8, 8]}
-    inputs.attribution_share = [0.3, 0.2, 0.3, 0.2]
     results = dict(tiny.results)
     results["privacy"] = {
         "membership": {"auroc": 0.512, "tpr_at": {"fpr_0.01": 0.013}, "n": 400},
@@ -249,9 +247,8 @@ def test_privacy_block_is_flattened_into_tables(full):
 
 
 def test_every_figure_is_an_embedded_png(full):
-    # utility bars, confusion matrices, 3 stimulus figures, loss curves, training curves,
-    # attribution histogram
-    assert_pngs(full.page, 8)
+    # utility bars, confusion matrices, 3 stimulus figures, loss curves, training curves
+    assert_pngs(full.page, 7)
     assert set(full.inputs.predictions) == {
         "teacher",
         "logreg / real",
@@ -273,9 +270,30 @@ def test_missing_pieces_say_not_available(tiny, tmp_path):
         assert "not available" in page.sections[sid], sid
     assert_pngs(page, 1)  # the utility bars need results.json only
     bare = parse(write_report(tmp_path / "bare", {"experiment": "x"}))
-    assert len(bare.sections) == 12
-    assert all("not available" in text for sid, text in bare.sections.items()), bare.sections
+    assert len(bare.sections) == 13
+    assert "has not been audited" in bare.sections["verdict"]  # first, and says how to audit it
+    assert (
+        next(iter(bare.sections)) == "verdict"
+        and "python -m stimuli.audit" in bare.sections["verdict"]
+    )
+    rest = {sid: text for sid, text in bare.sections.items() if sid != "verdict"}
+    assert all("not available" in text for text in rest.values()), rest
     assert bare.images == []
+
+
+def test_report_shows_the_mechanisms_verdict_first(tiny, tmp_path):
+    verdict = {
+        "anonymity": "not established",
+        "failing": ["in_out"],
+        "n_splits": 8,
+        "criteria": {"in_out": {"pass": False}, "dcr": {"pass": True}},
+    }
+    page = parse(write_report(tmp_path, {**tiny.results, "verdict": verdict}))
+    assert next(iter(page.sections)) == "verdict"
+    assert (
+        "Anonymity not established over 8 person splits; failing: in_out"
+        in page.sections["verdict"]
+    )
 
 
 def test_a_figure_that_fails_becomes_a_note(tiny, tmp_path, monkeypatch):
@@ -417,7 +435,6 @@ def test_figures_have_the_expected_axes(arrays):
         "utility": (figures.utility_bars(students, {"acc": 0.85, "kappa": 0.7}), 2),
         "losses": (figures.loss_curves({"class": [1, 0.5], "bn": [3, 2], "tv": [0, 1]}), 3),
         "training": (figures.training_curves({"loss": [(0, 1.0), (5, 0.4)], "kappa": []}), 2),
-        "attribution": (figures.attribution_histogram({"x": [3, 1, 2], "y": [2, 2, 2]}), 2),
         "sweep": (figures.sweep_bars({"0": students, "1": students}, "kappa"), 2),
     }
     for name, (fig, n_axes) in made.items():

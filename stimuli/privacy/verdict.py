@@ -78,8 +78,7 @@ def judge_roc(block: Mapping[str, dict], rules: Mapping[str, float]) -> dict:
     checks = {
         "auc": scored[worst_auc]["auc"] <= rules["auc_max"],
         "covers_chance": all(v["covers_chance"] for v in scored.values()),
-        "tpr_at_fpr_0.1": scored[worst_tpr]["tpr_at_fpr_0.1_ci_low"]
-        <= rules["tpr_at_fpr_0.1_max"],
+        "tpr_at_fpr_0.1": scored[worst_tpr]["tpr_at_fpr_0.1_ci_low"] <= rules["tpr_at_fpr_0.1_max"],
         "epsilon_lb": scored[worst_eps]["epsilon_lb"] <= rules["epsilon_lb_max"],
     }
     return {
