@@ -15,6 +15,9 @@ $(VENV)/bin/python:
 install: $(VENV)/bin/python  ## create .venv with torch (CPU, pinned) and stimuli[dev]
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[dev]'
+	# anonymeter (privacy criterion 3) pins numpy<1.27 but runs on numpy 2: its own deps are in
+	# pyproject.toml, the package itself goes in without its pins
+	$(PY) -m pip install --no-deps anonymeter==1.1.0
 
 test:  ## the fast suite (what CI runs), on every core (pytest-xdist)
 	$(PY) -m pytest -m "not slow" -n auto $(PYTEST_ARGS)
