@@ -15,7 +15,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("classifier", "training"),
     ("teacher", "identity", "students", "synthesis"),
     ("privacy", "release", "report", "tracking"),
-    ("pipeline", "evaluate", "third_party", "run"),
+    ("pipeline", "evaluate", "third_party", "run", "audit"),
 )
 MAX_LINES = 320  # "about 300"
 
