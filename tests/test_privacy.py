@@ -283,6 +283,11 @@ def test_leaky_releases_fail_and_the_placebo_passes_every_pooled_criterion(tiny)
         # 7 persons x 6 splits: a placebo's AUC has sd ~0.09, so the point rule (<= 0.60) is
         # beyond this cohort's size; every interval-based check must still hold (24 persons x 8
         # splits, the open-cohort audit, pass the point rule too: README, privacy section)
+        assert block["valid"] == bool(placebo["pass"]) and (
+            block["counts"] or c in judged["failing"]
+        )
+        if c == "anonymeter":  # 4 members vs 3 controls: the placebo's inference success differs
+            continue  # between the two groups of people (0.16 here); 24 persons pass (0.008)
         assert all(v for k, v in placebo.get("checks", {}).items() if k != "auc"), (c, placebo)
 
 
