@@ -473,6 +473,44 @@ def test_templates_ship_as_package_data():
     )
 
 
+@pytest.fixture(scope="module")
+def audit(tmp_path_factory) -> SimpleNamespace:
+    """audit_report.html of a verdict pooled from made-up split scores (tests/test_privacy.py)."""
+    from stimuli.privacy.verdict import verdict
+    from stimuli.report.audit_page import write_audit_report
+    from tests.test_privacy import RULES, fake_split
+
+    rng = np.random.default_rng(0)
+    splits = [fake_split(rng, 24, {"leaky": 3.0, "leaky_balanced": 3.0}) for _ in range(8)]
+    cfg = {"rules": RULES, "n_bootstrap": 200, "ci": 0.95, "family_level": 0.99}
+    judged, pooled = verdict(splits, [{"top1_acc": 0.6, "chance": 1 / 24}] * 8, cfg, seed=0)
+    judged |= {"mechanism": "abc123", "experiment": "apnea_cnn", "utility": {}}
+    path = write_audit_report(
+        tmp_path_factory.mktemp("audit") / "audit_report.html", judged, pooled
+    )
+    return SimpleNamespace(path=path, page=parse(path), verdict=judged)
+
+
+def test_audit_report_puts_the_verdict_first_then_each_criterion_with_its_plot(audit):
+    page = audit.page
+    assert list(page.sections)[:5] == ["verdict", "attribution", "in-out", "anonymeter", "dcr"]
+    assert (
+        f"Anonymity {audit.verdict['anonymity']} over 8 person splits" in page.sections["verdict"]
+    )
+    rows = page.body(
+        "a criterion counts when both leaky releases fail it and the placebo passes it"
+    )
+    assert [r[0] for r in rows] == [
+        "1. Attribution as membership",
+        "2. Per-person in/out test",
+        "3. Anonymeter risks",
+        "4. Distance to closest record",
+    ]
+    assert all(r[2] == "fails" and r[4] == "passes" for r in rows)  # leaky, placebo
+    assert_pngs(page, 4)  # attribution mass, attribution ROC, in/out ROC, DCR histogram
+    assert_self_contained(page)
+
+
 # --- in a real browser ---------------------------------------------------------------------------
 CHROMIUM_HINT = (
     "headless Chromium is needed for this slow test and was not found (looked for chromium, "
@@ -509,7 +547,7 @@ def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("which", ["full", "sweep"])
+@pytest.mark.parametrize("which", ["full", "sweep", "audit"])
 def test_chromium_renders_the_reports(which, request, tmp_path):
     from PIL import Image
 
@@ -525,7 +563,10 @@ def test_chromium_renders_the_reports(which, request, tmp_path):
     if which == "full":
         assert [r[0] for r in dom.body("students scored")] == ["logreg"] * 3
         assert dom.body("teacher metrics per split")
-        assert_pngs(dom, 8)
+        assert_pngs(dom, 7)
+    elif which == "audit":
+        assert next(iter(dom.sections)) == "verdict"
+        assert_pngs(dom, 4)
     else:
         assert [r[2] for r in dom.body("jobs")][-1] == "failed / not finished"
         assert dom.body("students on the test")
