@@ -18,7 +18,7 @@ LABEL = "label"
 
 
 # --- inputs ------------------------------------------------------------------------------------
-def _features(name: str, x: np.ndarray, names: Sequence[str]) -> np.ndarray:
+def checked_features(name: str, x: np.ndarray, names: Sequence[str]) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"{name} must be 2-D (windows, features), got shape {x.shape}")
@@ -33,7 +33,7 @@ def _features(name: str, x: np.ndarray, names: Sequence[str]) -> np.ndarray:
     return x
 
 
-def _labels(name: str, y: np.ndarray, n: int) -> np.ndarray:
+def checked_labels(name: str, y: np.ndarray, n: int) -> np.ndarray:
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != n:
         raise ValueError(f"{name} must be 1-D with one label per window ({n}), got shape {y.shape}")
@@ -42,7 +42,7 @@ def _labels(name: str, y: np.ndarray, n: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def _aux_columns(names: list[str], aux: Any) -> tuple[list[str], list[str]]:
+def aux_columns(names: list[str], aux: Any) -> tuple[list[str], list[str]]:
     if aux is None:
         half = len(names) // 2
         return names[:half], names[half:]
@@ -57,13 +57,13 @@ def _aux_columns(names: list[str], aux: Any) -> tuple[list[str], list[str]]:
     return cols
 
 
-def _unique_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def unique_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Indices of the first occurrence of each distinct (features, label) row, in order."""
     _, first = np.unique(np.column_stack([x, y]), axis=0, return_index=True)
     return np.sort(first)
 
 
-def _matched(
+def matched_rows(
     y_a: np.ndarray, y_b: np.ndarray, n_max: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices into a and b: equally many windows of each label from both, at most `n_max`."""
@@ -80,7 +80,7 @@ def _matched(
     return a[rng.permutation(len(a))], b[rng.permutation(len(b))]
 
 
-def _nearest_same_label(
+def nearest_same_label(
     x: np.ndarray, y: np.ndarray, x_pool: np.ndarray, y_pool: np.ndarray, reference: np.ndarray
 ) -> np.ndarray:
     """For each row of `x`, the index of its nearest row of `x_pool` with the same label: L1
@@ -99,7 +99,7 @@ def _nearest_same_label(
     return out
 
 
-def _frame(x: np.ndarray, y: np.ndarray, names: list[str]) -> pd.DataFrame:
+def to_frame(x: np.ndarray, y: np.ndarray, names: list[str]) -> pd.DataFrame:
     df = pd.DataFrame(x, columns=names)
     df[LABEL] = pd.Categorical(y.astype(str), categories=["0", "1"])
     return df
@@ -116,7 +116,7 @@ class _Notes(logging.Handler):
 
 
 @contextlib.contextmanager
-def _captured() -> Iterator[list[str]]:
+def captured_warnings() -> Iterator[list[str]]:
     """Collect anonymeter's warnings and logged notes instead of printing them."""
     notes = _Notes()
     logger = logging.getLogger("anonymeter")
@@ -136,7 +136,7 @@ def _captured() -> Iterator[list[str]]:
 
 
 @contextlib.contextmanager
-def _numpy_global_seed(seed: int) -> Iterator[None]:
+def numpy_global_seed(seed: int) -> Iterator[None]:
     """Seed NumPy's global state (pandas' `sample` draws from it), restore it afterwards."""
     state = np.random.get_state()
     np.random.seed(seed)
@@ -146,7 +146,7 @@ def _numpy_global_seed(seed: int) -> Iterator[None]:
         np.random.set_state(state)
 
 
-def _seeded_random_links(rng: np.random.Generator):
+def seeded_random_links(rng: np.random.Generator):
     """anonymeter's `_random_links` (its linkability baseline), drawing from `rng`."""
 
     def random_links(n_synthetic: int, n_attacks: int, n_neighbors: int) -> np.ndarray:

@@ -77,16 +77,16 @@ from anonymeter.stats.confidence import EvaluationResults
 
 from stimuli.privacy.anonymeter_inputs import (
     LABEL,
-    _aux_columns,
-    _captured,
-    _features,
-    _frame,
-    _labels,
-    _matched,
-    _nearest_same_label,
-    _numpy_global_seed,
-    _seeded_random_links,
-    _unique_rows,
+    aux_columns,
+    captured_warnings,
+    checked_features,
+    checked_labels,
+    matched_rows,
+    nearest_same_label,
+    numpy_global_seed,
+    seeded_random_links,
+    to_frame,
+    unique_rows,
 )
 
 ATTACKS = ("singling_out", "linkability", "inference")
@@ -170,39 +170,39 @@ def anonymeter_risks(
     if len(set(names)) != len(names) or LABEL in names:
         raise ValueError(f"names must be distinct feature names, none of them {LABEL!r}")
     opts = {**DEFAULTS, **dict(cfg or {})}
-    x_ori = _features("original", original, names)
-    x_syn = _features("synthetic", synthetic, names)
-    x_ctl = _features("control", control, names)
-    y_ori = _labels("original_labels", original_labels, len(x_ori))
-    y_syn = _labels("synthetic_labels", synthetic_labels, len(x_syn))
-    y_ctl = _labels("control_labels", control_labels, len(x_ctl))
-    aux = _aux_columns(names, opts["linkability_aux"])
+    x_ori = checked_features("original", original, names)
+    x_syn = checked_features("synthetic", synthetic, names)
+    x_ctl = checked_features("control", control, names)
+    y_ori = checked_labels("original_labels", original_labels, len(x_ori))
+    y_syn = checked_labels("synthetic_labels", synthetic_labels, len(x_syn))
+    y_ctl = checked_labels("control_labels", control_labels, len(x_ctl))
+    aux = aux_columns(names, opts["linkability_aux"])
     confidence = float(opts["confidence"])
     if not 0 < confidence < 1:
         raise ValueError(f"cfg confidence must be in (0, 1), got {confidence}")
 
     rng = np.random.default_rng([int(seed), zlib.crc32(b"anonymeter")])
-    keep_ori, keep_ctl = _unique_rows(x_ori, y_ori), _unique_rows(x_ctl, y_ctl)
+    keep_ori, keep_ctl = unique_rows(x_ori, y_ori), unique_rows(x_ctl, y_ctl)
     x_ori, y_ori, x_ctl, y_ctl = x_ori[keep_ori], y_ori[keep_ori], x_ctl[keep_ctl], y_ctl[keep_ctl]
-    i_ori, i_ctl = _matched(y_ori, y_ctl, int(opts["max_rows"]), rng)
+    i_ori, i_ctl = matched_rows(y_ori, y_ctl, int(opts["max_rows"]), rng)
     if len(i_ori) < 2:
         raise ValueError("original and control share fewer than 2 windows of matching labels")
-    ori = _frame(x_ori[i_ori], y_ori[i_ori], names)
-    ctl = _frame(x_ctl[i_ctl], y_ctl[i_ctl], names)
-    syn = _frame(x_syn, y_syn, names)
+    ori = to_frame(x_ori[i_ori], y_ori[i_ori], names)
+    ctl = to_frame(x_ctl[i_ctl], y_ctl[i_ctl], names)
+    syn = to_frame(x_syn, y_syn, names)
     # Linkability and inference: random member targets, each paired with its nearest control
     # window of the same label (the control mimics the members; see the module docstring).
     t_ori = rng.choice(len(ori), size=min(int(opts["n_attacks"]), len(ori)), replace=False)
     x_t, y_t = x_ori[i_ori][t_ori], y_ori[i_ori][t_ori]
-    t_ctl = _nearest_same_label(x_t, y_t, x_ctl, y_ctl, np.vstack([x_ori, x_ctl]))
-    targets_ori = _frame(x_t, y_t, names)
-    targets_ctl = _frame(x_ctl[t_ctl], y_ctl[t_ctl], names)
+    t_ctl = nearest_same_label(x_t, y_t, x_ctl, y_ctl, np.vstack([x_ori, x_ctl]))
+    targets_ori = to_frame(x_t, y_t, names)
+    targets_ctl = to_frame(x_ctl[t_ctl], y_ctl[t_ctl], names)
     n_attacks = len(t_ori)
     n_neighbors = min(int(opts["n_neighbors"]), len(syn))
     seeds = rng.integers(2**31, size=3)
 
     out: dict[str, dict] = {}
-    with _captured() as messages:
+    with captured_warnings() as messages:
         so = SinglingOutEvaluator(
             ori=ori,
             syn=syn,
@@ -215,8 +215,8 @@ def anonymeter_risks(
         results = so.results(confidence_level=confidence)
     out["singling_out"] = _block(results, confidence, messages)
 
-    with _captured() as messages:
-        links = _seeded_random_links(np.random.default_rng(int(seeds[1])))
+    with captured_warnings() as messages:
+        links = seeded_random_links(np.random.default_rng(int(seeds[1])))
         with mock.patch.object(_linkability_module, "_random_links", links):
             link = LinkabilityEvaluator(
                 ori=targets_ori,
@@ -229,8 +229,8 @@ def anonymeter_risks(
         results = link.results(confidence_level=confidence)
     out["linkability"] = _block(results, confidence, messages)
 
-    with _captured() as messages:
-        with _numpy_global_seed(int(seeds[2])):
+    with captured_warnings() as messages:
+        with numpy_global_seed(int(seeds[2])):
             inf = InferenceEvaluator(
                 ori=targets_ori,
                 syn=syn,
@@ -256,7 +256,7 @@ def pool_risks(per_split: list[dict[str, dict]], confidence: float = 0.95) -> di
         n_main = sum(int(b["n_attacks"]) for b in blocks)
         n_base = sum(int(b.get("n_attacks_baseline", b["n_attacks"])) for b in blocks)
         n_ctl = sum(int(b.get("n_attacks_control", b["n_attacks"])) for b in blocks)
-        with _captured() as messages:
+        with captured_warnings() as messages:
             results = EvaluationResults(
                 n_attacks=(n_main, n_base, n_ctl),
                 n_success=sum(int(b["n_success"]) for b in blocks),
