@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from stimuli.classifier import Classifier, embed, predict_proba
 from stimuli.data.cohort import CohortDataModule
+from stimuli.data.windows import early_in_night
 from stimuli.models import build_network, load_member, member_file
 from stimuli.store import ArtifactStore
 from stimuli.training import array_loader, make_trainer
@@ -32,11 +33,7 @@ def identity_arrays(dm: CohortDataModule, holdout: float) -> dict[str, np.ndarra
     segment = np.asarray(dm.cache.segment_index[ds.indices])
     mapping = dm.train_person_index()
     label = np.array([mapping[p] for p in person], dtype=np.int64)
-    late = np.zeros(len(x), dtype=bool)
-    for r in np.unique(record):
-        idx = np.flatnonzero(record == r)
-        cut = np.quantile(segment[idx], 1 - holdout)
-        late[idx] = segment[idx] > cut
+    late = ~early_in_night(record, segment, holdout)
     return {"x": x, "y": label, "fit": ~late, "held": late, "n_persons": len(mapping)}
 
 

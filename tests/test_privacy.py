@@ -11,10 +11,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from stimuli.data.windows import early_in_night
 from stimuli.models import build_network
 from stimuli.pipeline import open_job
 from stimuli.privacy.auditor import posteriors
-from stimuli.privacy.candidates import Candidates, early_in_night
+from stimuli.privacy.candidates import Candidates
 from stimuli.privacy.criteria import ONE_SPLIT, known_truth_releases
 from stimuli.privacy.dcr import copy_threshold, distance_to_closest_record, per_person_standardized
 from stimuli.privacy.roc import clopper_pearson, epsilon_lower_bound, family_roc, tpr_at

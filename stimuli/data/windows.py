@@ -71,3 +71,14 @@ def cut_windows(
         dropped_invalid=int(invalid.sum()),
         dropped_flat=int(flat.sum()),
     )
+
+
+def early_in_night(record: np.ndarray, segment: np.ndarray, holdout: float) -> np.ndarray:
+    """True for the windows of each night (`record`) before its last `holdout` fraction, by
+    window start (`segment`): what a person-ID model learns from; the rest scores it."""
+    early = np.ones(len(record), dtype=bool)
+    for r in np.unique(record):
+        idx = np.flatnonzero(record == r)
+        cut = np.quantile(segment[idx], 1 - holdout)
+        early[idx] = segment[idx] <= cut
+    return early

@@ -14,19 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stimuli.data.cohort import CohortDataModule
+from stimuli.data.windows import early_in_night
 from stimuli.students.features import feature_names, window_features
 
 SPLITS = ("train", "val", "test")
-
-
-def early_in_night(record: np.ndarray, segment: np.ndarray, holdout: float) -> np.ndarray:
-    """True for the windows of each night before its last `holdout` fraction (by window start)."""
-    early = np.ones(len(record), dtype=bool)
-    for r in np.unique(record):
-        idx = np.flatnonzero(record == r)
-        cut = np.quantile(segment[idx], 1 - holdout)
-        early[idx] = segment[idx] <= cut
-    return early
 
 
 @dataclass

@@ -96,7 +96,8 @@ def split_criteria(
     members_f = cand.features[cand.member]
     others_f = cand.features[~cand.member]
     for name, (x, y) in known_truth_releases(cand, release_x, release_y, seed).items():
-        scores = person_scores(cand, space, x, y, auditor, attack_students, seed)
+        features = window_features(x, cand.fs)
+        scores = person_scores(cand, space, x, y, auditor, attack_students, seed, features)
         attribution = {k: scores[k] for k in ATTRIBUTION_SCORES}
         roc_kw = {"select": select, "n_bootstrap": n_boot, "ci": ci, "seed": seed}
         roc_kw["family_level"] = float(cfg.get("family_level", ci))
@@ -105,7 +106,7 @@ def split_criteria(
         risks = anonymeter_risks(
             members_f,
             cand.y[cand.member],
-            window_features(x, cand.fs),
+            features,
             np.asarray(y),
             others_f,
             cand.y[~cand.member],

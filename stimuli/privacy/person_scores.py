@@ -45,7 +45,10 @@ class FeatureSpace:
         self.candidates = self.scaler.transform(cand.features).astype(np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.scaler.transform(window_features(x, self.fs)).astype(np.float32)
+        return self.standardized(window_features(x, self.fs))
+
+    def standardized(self, features: np.ndarray) -> np.ndarray:
+        return self.scaler.transform(features).astype(np.float32)
 
 
 def _log_distance(d: np.ndarray) -> np.ndarray:
@@ -67,10 +70,12 @@ def person_scores(
     auditor: Posteriors,
     attack_students: Mapping[str, Callable[..., Student]],
     seed: int,
+    release_features: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """Every score of the module docstring, one value per person of `cand.persons`."""
+    """Every score of the module docstring, one value per person of `cand.persons`
+    (`release_features`: the release's `window_features`, when the caller has them)."""
     x = np.asarray(release_x, dtype=np.float32)
-    feats = space(x)
+    feats = space(x) if release_features is None else space.standardized(release_features)
     post = auditor(x)
     slot = cand.slot
     early = np.flatnonzero(cand.early)
