@@ -71,8 +71,13 @@ def pool(cfg: DictConfig, sweep_dir: Path) -> dict:
         )
     pcfg = OmegaConf.to_container(cfg.privacy, resolve=True)
     results = [r for _, r, _ in jobs]
+    other_night = [r["privacy"].get("auditor_other_night") for r in results]
     judged, pooled = verdict(
-        [d for _, _, d in jobs], [r["privacy"]["auditor"] for r in results], pcfg, int(cfg.seed)
+        [d for _, _, d in jobs],
+        [r["privacy"]["auditor"] for r in results],
+        pcfg,
+        int(cfg.seed),
+        other_night if all(other_night) else None,
     )
     mechanism = mechanism_hash(cfg)
     out = {

@@ -49,6 +49,8 @@ def config_hash(*parts: object) -> str:
 def data_identity(cfg: DictConfig) -> dict:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data["root"] = str(Path(data["root"]).expanduser().resolve())
+    if not data.get("attacker_nights"):  # off: the keys of runs from before the setting
+        data.pop("attacker_nights", None)
     return {k: v for k, v in data.items() if k not in _DATA_IGNORED}
 
 

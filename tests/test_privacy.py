@@ -137,9 +137,9 @@ def test_per_person_calibration_removes_what_is_only_the_persons_geometry():
     assert one.tolist() == [-2.0, 2.0, 3.0]
 
 
-def fake_split(rng, n_persons: int, leak: dict[str, float]) -> dict:
+def fake_split(rng, n_persons: int, leak: dict[str, float], n_members: int = 14) -> dict:
     """One split's privacy details with made-up scores: `leak[release]` shifts members' scores."""
-    member = np.isin(np.arange(n_persons), rng.choice(n_persons, 14, replace=False))
+    member = np.isin(np.arange(n_persons), rng.choice(n_persons, n_members, replace=False))
     releases = {}
     for name in ("release", "leaky", "leaky_balanced", "placebo"):
         shift = leak.get(name, 0.0)

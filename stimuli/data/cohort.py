@@ -47,6 +47,7 @@ class CohortDataModule(pl.LightningDataModule):
         cache_dir: str | Path | None = None,
         seed: int = 0,
         progress: bool = True,
+        attacker_nights: bool = False,
     ) -> None:
         super().__init__()
         if normalize not in NORMALIZATIONS:
@@ -63,6 +64,7 @@ class CohortDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir else self.root / ".stimuli-cache"
         self.progress = progress
+        self.attacker_nights = bool(attacker_nights)
         self.cache: CachedWindows | None = None
         self.built_cache = False
         self.datasets: dict[str, WindowDataset] = {}
@@ -198,8 +200,9 @@ class CohortDataModule(pl.LightningDataModule):
                 "window longer than every record? shorten data.window_s or data.context_*_s)"
             )
         y = np.asarray(cache.y)
+        owner = self._owner_windows(meta["records"], np.asarray(cache.record_index))
         try:
-            self.split_persons = split_by_person(window_person, y, **self.split_cfg)
+            self.split_persons = split_by_person(window_person[owner], y[owner], **self.split_cfg)
         except ValueError as err:  # too few persons, or unknown persons named in data.split
             raise CohortError(
                 f"{self.root}: cannot split the cohort's persons into train/val/test: {err}. Use "
@@ -209,7 +212,9 @@ class CohortDataModule(pl.LightningDataModule):
         self.person_ids = sorted(set(record_person.tolist()))
         person_index = np.array([self.person_ids.index(p) for p in record_person], dtype=np.int64)
         self.window_person = person_index[cache.record_index]
-        indices = {s: np.flatnonzero(np.isin(window_person, self.split_persons[s])) for s in SPLITS}
+        indices = {
+            s: np.flatnonzero(owner & np.isin(window_person, self.split_persons[s])) for s in SPLITS
+        }
         for s, idx in indices.items():
             if len(idx) == 0:
                 raise CohortError(
@@ -222,10 +227,36 @@ class CohortDataModule(pl.LightningDataModule):
             mean = x_train.mean(axis=(0, 2))
             std = np.where((s := x_train.std(axis=(0, 2))) > 0, s, 1.0)
         self.norm_stats = None if mean is None else {"mean": mean.tolist(), "std": std.tolist()}
+        if self.attacker_nights:
+            indices["attacker"] = np.flatnonzero(~owner)
         self.datasets = {
             s: WindowDataset(cache.x, cache.y, self.window_person, idx, mean, std)
             for s, idx in indices.items()
         }
+
+    def attacker_records(self, records: Sequence[dict]) -> list[str]:
+        """With `attacker_nights`: the night withheld from the owner of every person with
+        several (the last by record name), which the other-night attacker holds instead."""
+        if not self.attacker_nights:
+            return []
+        nights: dict[str, list[str]] = {}
+        for r in records:
+            nights.setdefault(r["person"], []).append(r["record"])
+        withheld = sorted(max(names) for names in nights.values() if len(names) > 1)
+        if not withheld:
+            raise CohortError(
+                f"{self.root}: privacy.attacker_nights=true needs persons with several "
+                f"recordings, and each of the {len(nights)} person(s) here has one. Set "
+                "privacy.attacker_nights=false, or use a cohort that groups nights by person."
+            )
+        return withheld
+
+    def _owner_windows(self, records: Sequence[dict], record_index: np.ndarray) -> np.ndarray:
+        """Windows the owner's pipeline sees: all but those of `attacker_records`."""
+        withheld = set(self.attacker_records(records))
+        self.withheld_records = sorted(withheld)
+        held = np.array([r["record"] in withheld for r in records], dtype=bool)
+        return ~held[record_index] if len(held) else np.ones(len(record_index), dtype=bool)
 
     def all_arrays(self, norm_stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every window of the selected records (no split) and its label.
@@ -284,6 +315,15 @@ class CohortDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     # --- the data owner's summary --------------------------------------------------------------
+    def _attacker_summary(self, y: np.ndarray) -> dict:
+        ds = self.datasets["attacker"]
+        return {
+            "records": self.withheld_records,
+            "persons": len(np.unique(self.window_person[ds.indices])),
+            "windows": len(ds),
+            "apnea_fraction": round(float(y[ds.indices].mean()), 4),
+        }
+
     def summary(self) -> dict:
         self.setup()
         cache = self.cache
@@ -316,5 +356,6 @@ class CohortDataModule(pl.LightningDataModule):
                 k: sum(r[f"dropped_{k}"] for r in records) for k in ("edge", "invalid", "flat")
             },
             "splits": splits,
+            **({"attacker": self._attacker_summary(y)} if self.attacker_nights else {}),
             "cache": {"path": str(cache.path), "built_now": self.built_cache},
         }

@@ -26,7 +26,7 @@ from stimuli.pipeline.build_stages import n_label_teachers
 from stimuli.pipeline.context import RunContext, StageOutput
 from stimuli.privacy.auditor import posteriors, train_person_model
 from stimuli.privacy.candidates import Candidates
-from stimuli.privacy.criteria import split_criteria
+from stimuli.privacy.criteria import OtherNight, split_criteria
 from stimuli.privacy.person_scores import attack_student_factories
 from stimuli.privacy.verdict import CRITERIA, judge
 from stimuli.release.bundle import ReleaseRefused
@@ -139,6 +139,11 @@ def privacy_stage(ctx: RunContext, dm: CohortDataModule, stimuli: dict) -> Stage
     pcfg = OmegaConf.to_container(ctx.cfg.privacy, resolve=True)
     cand = Candidates.from_datamodule(dm, float(pcfg["auditor"]["holdout"]))
     auditor = cached_auditor(ctx, cand, pcfg["auditor"])
+    other_night = None
+    if pcfg.get("attacker_nights"):
+        attacker = Candidates.other_night(dm)
+        model = cached_auditor(ctx, attacker, pcfg["auditor"], "other_night")
+        other_night = OtherNight(attacker, lambda x: posteriors(model, x))
     summary, details = split_criteria(
         cand,
         stimuli["x"],
@@ -147,6 +152,7 @@ def privacy_stage(ctx: RunContext, dm: CohortDataModule, stimuli: dict) -> Stage
         attack_student_factories(pcfg.get("attack_students")),
         pcfg,
         ctx.seed,
+        other_night,
     )
     write_json(ctx.out / "privacy.json", {"summary": summary, "details": details})
     log.info("privacy (%s): %s", summary["label"], one_split_judgment(summary, pcfg["rules"]))
@@ -160,9 +166,13 @@ def one_split_judgment(summary: dict, rules: dict) -> dict[str, bool | None]:
     return {c: judge(c, release[c], rules)["pass"] for c in CRITERIA}
 
 
-def cached_auditor(ctx: RunContext, cand: Candidates, cfg: dict) -> nn.Module:
-    """The attacker's person-ID model over every candidate, trained on the early part of every
-    night. It does not depend on the person split, so the K runs of an audit share one entry."""
+def cached_auditor(
+    ctx: RunContext, cand: Candidates, cfg: dict, attacker: str = "early_parts"
+) -> nn.Module:
+    """The attacker's person-ID model over every candidate, trained on the `early` windows of
+    `cand`: the early part of every night (`early_parts`), or the withheld nights of the
+    other-night attacker (`other_night`). It does not depend on the person split, so the K
+    runs of an audit share one entry."""
     seed = ctx.seed + int(cfg["seed_offset"])
     early = cand.early
 
@@ -178,7 +188,9 @@ def cached_auditor(ctx: RunContext, cand: Candidates, cfg: dict) -> nn.Module:
         return {"n_persons": cand.n_persons}
 
     data = {k: v for k, v in data_identity(ctx.cfg).items() if k != "split"}
-    key = config_hash("auditor", data, cfg, seed)
+    key = config_hash(
+        "auditor", data, cfg, seed, *([attacker] if attacker != "early_parts" else [])
+    )
     entry = ctx.store.entry("auditor", key, write)
     return torch.load(entry.path / "model.pt", weights_only=False).eval()
 

@@ -5,6 +5,10 @@ so they need every person's windows together: the training persons of this split
 the validation and test persons (non-members, the control). Each night is cut in time as the
 identity model's is: the attacker's person-ID model learns from the `early` part of every night
 and its control is scored on the late part.
+
+The other-night attacker (`privacy.attacker_nights`) holds instead the night the owner never saw
+of every person with several (`Candidates.other_night`): its model learns that whole night and is
+scored on the owner's nights of the same persons.
 """
 
 from __future__ import annotations
@@ -57,6 +61,26 @@ class Candidates:
             person=np.concatenate(ps),
             member=np.concatenate(member),
             early=np.concatenate(early),
+            fs=float(dm.fs),
+        )
+
+    @classmethod
+    def other_night(cls, dm: CohortDataModule) -> Candidates:
+        """The other-night attacker's recordings (`dm.datasets["attacker"]`, the nights withheld
+        from the owner's pipeline), one per person with several nights; a person is a member when
+        the owner trained on their other nights in this split. All of it is `early`: the
+        attacker learns from the whole night."""
+        dm.setup()
+        if "attacker" not in dm.datasets:
+            raise ValueError("the other-night attacker needs privacy.attacker_nights=true")
+        x, y, p = dm.datasets["attacker"].arrays()
+        train = [dm.person_ids.index(q) for q in dm.split_persons["train"]]
+        return cls(
+            x=x,
+            y=np.asarray(y, dtype=np.int64),
+            person=np.asarray(p, dtype=np.int64),
+            member=np.isin(p, train),
+            early=np.ones(len(y), dtype=bool),
             fs=float(dm.fs),
         )
 

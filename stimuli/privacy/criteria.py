@@ -16,6 +16,7 @@ labelled "one split, not a verdict"; `stimuli.privacy.verdict` pools K splits.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,12 @@ import numpy as np
 from stimuli.privacy.anonymeter_risks import anonymeter_risks
 from stimuli.privacy.candidates import Candidates
 from stimuli.privacy.dcr import copy_threshold, distance_to_closest_record
-from stimuli.privacy.person_scores import ATTRIBUTION_SCORES, FeatureSpace, person_scores
+from stimuli.privacy.person_scores import (
+    ATTRIBUTION_SCORES,
+    FeatureSpace,
+    fit_attack_students,
+    person_scores,
+)
 from stimuli.privacy.roc import family_roc
 from stimuli.privacy.stats import attribution_stats, plain, rng_for
 from stimuli.students.base import Student
@@ -58,17 +64,41 @@ def known_truth_releases(
     }
 
 
-def auditor_control(cand: Candidates, auditor: Callable[[np.ndarray], np.ndarray]) -> dict:
-    """The attacker's person-ID model on the late part of every night it learned the early part
-    of: it must name persons far above chance for attribution to mean anything."""
-    late = ~cand.early
-    hits = auditor(cand.x[late]).argmax(1) == cand.slot[late]
+def auditor_control(
+    auditor: Callable[[np.ndarray], np.ndarray], x: np.ndarray, slot: np.ndarray, n_persons: int
+) -> dict:
+    """The attacker's person-ID model on windows it did not learn (`x`, of persons `slot`): it
+    must name persons far above chance for attribution to mean anything."""
+    hits = auditor(x).argmax(1) == slot
     return {
         "top1_acc": float(hits.mean()),
-        "chance": 1 / cand.n_persons,
-        "n_persons": cand.n_persons,
-        "n_windows": int(late.sum()),
+        "chance": 1 / n_persons,
+        "n_persons": n_persons,
+        "n_windows": len(slot),
     }
+
+
+def late_part_control(cand: Candidates, auditor: Callable[[np.ndarray], np.ndarray]) -> dict:
+    """The auditor on the late part of every night it learned the early part of."""
+    late = ~cand.early
+    return auditor_control(auditor, cand.x[late], cand.slot[late], cand.n_persons)
+
+
+def other_nights_control(
+    owner: Candidates, attacker: Candidates, auditor: Callable[[np.ndarray], np.ndarray]
+) -> dict:
+    """The other-night auditor on the owner's nights of the persons it learned another night of."""
+    shown = np.isin(owner.person, attacker.persons)
+    slot = np.searchsorted(attacker.persons, owner.person[shown])
+    return auditor_control(auditor, owner.x[shown], slot, attacker.n_persons)
+
+
+@dataclass
+class OtherNight:
+    """The other-night attacker: its candidates and its person-ID model's posteriors."""
+
+    candidates: Candidates
+    auditor: Callable[[np.ndarray], np.ndarray]
 
 
 def split_criteria(
@@ -79,30 +109,31 @@ def split_criteria(
     attack_students: Mapping[str, Callable[..., Student]],
     cfg: Mapping[str, Any],
     seed: int,
+    other_night: OtherNight | None = None,
 ) -> tuple[dict, dict]:
     """(summary, details) of every criterion on this split for every known-truth release.
-    `details["persons"]` holds the per-person scores `stimuli.privacy.verdict` pools."""
+    `details["persons"]` holds the per-person scores `stimuli.privacy.verdict` pools; with
+    `other_night`, criteria 1-2 are also run for that attacker (`*_other_night`, and its scores
+    under `details["other_night"]`)."""
     space = FeatureSpace(cand)
     threshold = copy_threshold(cand, cfg["copy"], seed)
     n_boot, ci = int(cfg["n_bootstrap"]), float(cfg["ci"])
-    is_member = cand.is_member
-    select = cand.persons % 2 == 0  # persons that choose the epsilon threshold on one split
-    summary: dict[str, Any] = {"label": ONE_SPLIT, "auditor": auditor_control(cand, auditor)}
-    details: dict[str, Any] = {
-        "persons": cand.persons.tolist(),
-        "is_member": is_member.tolist(),
-        "releases": {},
-    }
+    roc_kw = {"n_bootstrap": n_boot, "ci": ci, "seed": seed}
+    roc_kw["family_level"] = float(cfg.get("family_level", ci))
+    summary: dict[str, Any] = {"label": ONE_SPLIT, "auditor": late_part_control(cand, auditor)}
+    details: dict[str, Any] = {**_person_block(cand), "releases": {}}
+    if other_night is not None:
+        attacker = other_night.candidates
+        attacker_space = FeatureSpace(attacker)
+        summary["auditor_other_night"] = other_nights_control(cand, attacker, other_night.auditor)
+        details["other_night"] = {**_person_block(attacker), "releases": {}}
     members_f = cand.features[cand.member]
     others_f = cand.features[~cand.member]
     for name, (x, y) in known_truth_releases(cand, release_x, release_y, seed).items():
         features = window_features(x, cand.fs)
-        scores = person_scores(cand, space, x, y, auditor, attack_students, seed, features)
-        attribution = {k: scores[k] for k in ATTRIBUTION_SCORES}
-        roc_kw = {"select": select, "n_bootstrap": n_boot, "ci": ci, "seed": seed}
-        roc_kw["family_level"] = float(cfg.get("family_level", ci))
-        c1 = family_roc(cand.persons, is_member, attribution, **roc_kw)
-        c2 = family_roc(cand.persons, is_member, scores, **roc_kw)
+        students = fit_attack_students(x, y, attack_students, cand.fs, seed)
+        scores = person_scores(cand, space, x, auditor, students, features)
+        c1, c2 = _membership_rocs(cand, scores, roc_kw)
         risks = anonymeter_risks(
             members_f,
             cand.y[cand.member],
@@ -123,26 +154,56 @@ def split_criteria(
             ci=ci,
             seed=seed,
         )
-        member_slots = np.flatnonzero(is_member)
-        spread = attribution_stats(
-            np.searchsorted(member_slots, auditor(x)[:, member_slots].argmax(1)),
-            len(member_slots),
-            np.bincount(cand.slot[cand.member], minlength=cand.n_persons)[member_slots],
-        )
-        spread.pop("counts")
         summary[name] = {
             "attribution": _strip_curves(c1),
             "in_out": _strip_curves(c2),
             "anonymeter": risks,
             "dcr": {k: v for k, v in dcr.items() if k != "log_ratio"},
-            "spread": spread,  # descriptive only: real windows dealt evenly look "spread" too
+            "spread": _spread(cand, auditor(x)),
         }
         details["releases"][name] = {
             "scores": {k: np.asarray(v).tolist() for k, v in scores.items()},
             "anonymeter": risks,
             "dcr": dcr,
         }
+        if other_night is not None:
+            theirs = person_scores(
+                attacker, attacker_space, x, other_night.auditor, students, features
+            )
+            o1, o2 = _membership_rocs(attacker, theirs, roc_kw)
+            summary[name]["attribution_other_night"] = _strip_curves(o1)
+            summary[name]["in_out_other_night"] = _strip_curves(o2)
+            details["other_night"]["releases"][name] = {
+                "scores": {k: np.asarray(v).tolist() for k, v in theirs.items()}
+            }
     return plain(summary), plain(details)
+
+
+def _person_block(cand: Candidates) -> dict:
+    return {"persons": cand.persons.tolist(), "is_member": cand.is_member.tolist()}
+
+
+def _membership_rocs(cand: Candidates, scores: dict, roc_kw: dict) -> tuple[dict, dict]:
+    """Criteria 1 (the attribution scores) and 2 (every score) on one split."""
+    select = cand.persons % 2 == 0  # persons that choose the epsilon threshold on one split
+    attribution = {k: scores[k] for k in ATTRIBUTION_SCORES}
+    kw = {**roc_kw, "select": select}
+    return (
+        family_roc(cand.persons, cand.is_member, attribution, **kw),
+        family_roc(cand.persons, cand.is_member, scores, **kw),
+    )
+
+
+def _spread(cand: Candidates, posteriors: np.ndarray) -> dict:
+    """Descriptive only: real windows dealt evenly over persons look "spread" too."""
+    member_slots = np.flatnonzero(cand.is_member)
+    spread = attribution_stats(
+        np.searchsorted(member_slots, posteriors[:, member_slots].argmax(1)),
+        len(member_slots),
+        np.bincount(cand.slot[cand.member], minlength=cand.n_persons)[member_slots],
+    )
+    spread.pop("counts")
+    return spread
 
 
 def _strip_curves(block: Mapping[str, dict]) -> dict:

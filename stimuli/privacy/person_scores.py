@@ -62,18 +62,32 @@ def _share(cand: Candidates, slots: np.ndarray) -> np.ndarray:
     return np.bincount(slots, minlength=cand.n_persons) / max(len(slots), 1)
 
 
+def fit_attack_students(
+    release_x: np.ndarray,
+    release_y: np.ndarray,
+    factories: Mapping[str, Callable[..., Student]],
+    fs: float,
+    seed: int,
+) -> dict[str, Student]:
+    """The attacker's students trained on the release alone (their losses are scores)."""
+    x, y = np.asarray(release_x, dtype=np.float32), np.asarray(release_y)
+    return {
+        name: factory(fs=fs, seed=seed, progress=False, logger=False).fit(x, y)
+        for name, factory in factories.items()
+    }
+
+
 def person_scores(
     cand: Candidates,
     space: FeatureSpace,
     release_x: np.ndarray,
-    release_y: np.ndarray,
     auditor: Posteriors,
-    attack_students: Mapping[str, Callable[..., Student]],
-    seed: int,
+    students: Mapping[str, Student],
     release_features: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Every score of the module docstring, one value per person of `cand.persons`
-    (`release_features`: the release's `window_features`, when the caller has them)."""
+    (`students`: `fit_attack_students` on this release; `release_features`: the release's
+    `window_features`, when the caller has them)."""
     x = np.asarray(release_x, dtype=np.float32)
     feats = space(x) if release_features is None else space.standardized(release_features)
     post = auditor(x)
@@ -92,9 +106,8 @@ def person_scores(
         log_d = _log_distance(knn(query, ref, 1)[0][:, 0])
         scores[f"dist_{view}"] = -cand.per_person_mean(log_d)
         scores[f"dist_{view}_min"] = -cand.per_person_min(log_d)
-    for name, factory in attack_students.items():
-        student = factory(fs=cand.fs, seed=seed, progress=False, logger=False)
-        proba = np.asarray(student.fit(x, np.asarray(release_y)).predict_proba(cand.x))
+    for name, student in students.items():
+        proba = np.asarray(student.predict_proba(cand.x))
         ce = -np.log(np.clip(proba[np.arange(len(cand.y)), cand.y], 1e-7, 1.0))
         scores[f"loss/{name}"] = -cand.per_person_mean(ce)
     return scores

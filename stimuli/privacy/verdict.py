@@ -13,6 +13,9 @@ person for every known-truth release. Pooling them:
    ends (as if the splits were fully dependent, the conservative choice), and the near copies
    summed.
 
+With the other-night attacker (`privacy.attacker_nights`), criteria 1 and 2 are pooled for it
+too (`attribution_other_night`, `in_out_other_night`) from its own per-person scores.
+
 Each criterion is judged on the release and on the controls; it counts only when the leaky
 releases fail it (power) and the placebo passes it (validity). `anonymity` is "established" only
 when every criterion counts and the release passes every one.
@@ -31,6 +34,7 @@ from stimuli.privacy.roc import family_roc
 from stimuli.privacy.stats import plain
 
 CRITERIA = ("attribution", "in_out", "anonymeter", "dcr")
+OTHER_NIGHT = ("attribution_other_night", "in_out_other_night")
 LEAKY = ("leaky", "leaky_balanced")
 
 
@@ -115,26 +119,44 @@ def judge_dcr(dcr: Mapping[str, Any], rules: Mapping[str, float]) -> dict:
     return {"pass": all(checks.values()), "checks": checks}
 
 
+def _select(obs: Mapping[str, np.ndarray], n_splits: int) -> np.ndarray:
+    """Observations that choose the epsilon threshold: the first half of the splits."""
+    return obs["split"] < max(n_splits // 2, 1) if n_splits > 1 else obs["person"] % 2 == 0
+
+
+def pooled_rocs(
+    splits: Sequence[Mapping], release: str, cfg: Mapping[str, Any], seed: int
+) -> dict[str, dict]:
+    """Criteria 1 (attribution scores as they are) and 2 (every score, calibrated per person)
+    of `release` over `splits` (blocks with `persons`, `is_member` and per-release scores)."""
+    obs = observations(splits, release)
+    kw = {
+        "select": _select(obs, len(splits)),
+        "n_bootstrap": int(cfg["n_bootstrap"]),
+        "ci": float(cfg["ci"]),
+        "family_level": float(cfg.get("family_level", cfg["ci"])),
+        "seed": seed,
+    }
+    attribution = {k: obs["scores"][k] for k in ATTRIBUTION_SCORES}
+    calibrated = {k: calibrate(obs["person"], obs["member"], v) for k, v in obs["scores"].items()}
+    return {
+        "attribution": family_roc(obs["person"], obs["member"], attribution, **kw),
+        "in_out": family_roc(obs["person"], obs["member"], calibrated, **kw),
+        "mass": {  # for the report: the auditor's attribution mass, members vs non-members
+            "member": obs["member"].tolist(),
+            "auditor_mass": obs["scores"]["auditor_mass"].tolist(),
+        },
+    }
+
+
 def pooled_criteria(
     splits: Sequence[Mapping], release: str, cfg: Mapping[str, Any], seed: int
 ) -> dict[str, dict]:
     """Every criterion of `release` pooled over `splits` (each split's privacy details), with
     ROC curves (`roc`) for the report."""
-    obs = observations(splits, release)
-    n_splits = len(splits)
-    select = obs["split"] < max(n_splits // 2, 1) if n_splits > 1 else obs["person"] % 2 == 0
-    kw = {
-        "select": select,
-        "n_bootstrap": int(cfg["n_bootstrap"]),
-        "ci": float(cfg["ci"]),
-        "family_level": float(cfg.get("family_level", cfg["ci"])),
-    }
-    attribution = {k: obs["scores"][k] for k in ATTRIBUTION_SCORES}
-    calibrated = {k: calibrate(obs["person"], obs["member"], v) for k, v in obs["scores"].items()}
     dcr = [d["releases"][release]["dcr"] for d in splits]
-    return {
-        "attribution": family_roc(obs["person"], obs["member"], attribution, seed=seed, **kw),
-        "in_out": family_roc(obs["person"], obs["member"], calibrated, seed=seed, **kw),
+    out = {
+        **pooled_rocs(splits, release, cfg, seed),
         "anonymeter": pool_risks(
             [d["releases"][release]["anonymeter"] for d in splits], float(cfg["ci"])
         ),
@@ -146,19 +168,33 @@ def pooled_criteria(
             "split_shares": [d["share"] for d in dcr],
             "log_ratio": [v for d in dcr for v in d["log_ratio"]],
         },
-        "mass": {  # for the report: the auditor's attribution mass, members vs non-members
-            "member": obs["member"].tolist(),
-            "auditor_mass": obs["scores"]["auditor_mass"].tolist(),
-        },
     }
+    if all("other_night" in d for d in splits):
+        theirs = pooled_rocs([d["other_night"] for d in splits], release, cfg, seed)
+        out["attribution_other_night"] = theirs["attribution"]
+        out["in_out_other_night"] = theirs["in_out"]
+        out["mass_other_night"] = theirs["mass"]
+    return out
 
 
 def judge(criterion: str, block: Any, rules: Mapping[str, float]) -> dict:
-    if criterion in ("attribution", "in_out"):
+    if criterion.startswith(("attribution", "in_out")):
         return judge_roc(block, rules)
     if criterion == "anonymeter":
         return judge_risks(block, rules)
     return judge_dcr(block, rules)
+
+
+def auditor_power(controls: Sequence[Mapping], rules: Mapping[str, float]) -> dict:
+    """An auditor's top-1 on windows it did not learn, averaged over the splits, against
+    `auditor_min_ratio` x chance."""
+    top1 = float(np.mean([a["top1_acc"] for a in controls]))
+    chance = float(np.mean([a["chance"] for a in controls]))
+    return {
+        "top1_acc": top1,
+        "chance": chance,
+        "powered": top1 >= rules["auditor_min_ratio"] * chance,
+    }
 
 
 def verdict(
@@ -166,21 +202,28 @@ def verdict(
     auditor: Sequence[Mapping],
     cfg: Mapping[str, Any],
     seed: int,
+    other_night_auditor: Sequence[Mapping] | None = None,
 ) -> tuple[dict, dict]:
     """(verdict, pooled): the judgment of every criterion on the release and its controls, and
-    the pooled statistics behind it (ROC curves, DCR ratios) for the audit report."""
+    the pooled statistics behind it (ROC curves, DCR ratios) for the audit report.
+    `auditor` (and `other_night_auditor`, with the other-night attacker): each split's control
+    of the attacker's person-ID model."""
     rules = cfg["rules"]
     releases = list(splits[0]["releases"])
     pooled = {r: pooled_criteria(splits, r, cfg, seed) for r in releases}
-    top1 = float(np.mean([a["top1_acc"] for a in auditor]))
-    chance = float(np.mean([a["chance"] for a in auditor]))
-    auditor_powered = top1 >= float(rules["auditor_min_ratio"]) * chance
+    power = {"attribution": auditor_power(auditor, rules)}
+    names = list(CRITERIA)
+    if "attribution_other_night" in pooled["release"]:
+        if not other_night_auditor:
+            raise ValueError("the other-night criteria need the other-night auditor's controls")
+        power["attribution_other_night"] = auditor_power(other_night_auditor, rules)
+        names += OTHER_NIGHT
     criteria: dict[str, Any] = {}
-    for c in CRITERIA:
+    for c in names:
         judged = {r: judge(c, pooled[r][c], rules) for r in releases}
         powered = all(judged[r]["pass"] is False for r in LEAKY if r in judged)
-        if c == "attribution":
-            powered = powered and auditor_powered
+        if c in power:
+            powered = powered and power[c]["powered"]
         valid = judged.get("placebo", {}).get("pass") is True
         criteria[c] = {
             "release": judged["release"],
@@ -195,7 +238,12 @@ def verdict(
         "anonymity": "not established" if failing else "established",
         "failing": failing,
         "n_splits": len(splits),
-        "auditor": {"top1_acc": top1, "chance": chance, "powered": auditor_powered},
+        "auditor": power["attribution"],
+        **(
+            {"auditor_other_night": power["attribution_other_night"]}
+            if "attribution_other_night" in power
+            else {}
+        ),
         "rules": dict(rules),
         "criteria": criteria,
     }

@@ -18,6 +18,8 @@ TITLES = {
     "in_out": "2. Per-person in/out test",
     "anonymeter": "3. Anonymeter risks",
     "dcr": "4. Distance to closest record",
+    "attribution_other_night": "1b. Attribution, other-night attacker",
+    "in_out_other_night": "2b. Per-person in/out test, other-night attacker",
 }
 
 
@@ -40,12 +42,12 @@ def roc_figure(pooled: Mapping[str, Any], criterion: str) -> Figure:
     return fig
 
 
-def mass_figure(pooled: Mapping[str, Any]) -> Figure:
+def mass_figure(pooled: Mapping[str, Any], key: str = "mass") -> Figure:
     """The auditor's attribution mass on members and non-members, per release."""
     fig = new_figure(figsize=(8, 2.8))
     for i, name in enumerate(RELEASES):
         ax = fig.add_subplot(1, len(RELEASES), i + 1)
-        mass = pooled[name]["mass"]
+        mass = pooled[name][key]
         member, value = np.asarray(mass["member"], bool), np.asarray(mass["auditor_mass"])
         ax.boxplot([value[member], value[~member]], tick_labels=["members", "non-members"])
         ax.set_title(name, fontsize=9)
@@ -92,6 +94,34 @@ def criteria_table(verdict: Mapping[str, Any]) -> Table:
     )
 
 
+def other_night_sections(verdict: Mapping[str, Any], pooled: Mapping[str, Any]) -> list[Section]:
+    """Criteria 1-2 for the other-night attacker, when the audit ran it."""
+    if "auditor_other_night" not in verdict:
+        return []
+    control = "the other-night auditor's control (the owner's nights of the persons it learned)"
+    return [
+        Section(
+            TITLES["attribution_other_night"],
+            "attribution-other-night",
+            [
+                image(lambda: mass_figure(pooled, "mass_other_night"), "attribution mass"),
+                image(lambda: roc_figure(pooled, "attribution_other_night"), "attribution ROC"),
+                key_values(verdict["auditor_other_night"], control),
+            ],
+        ),
+        Section(
+            TITLES["in_out_other_night"],
+            "in-out-other-night",
+            [
+                image(
+                    lambda: roc_figure(pooled, "in_out_other_night"),
+                    "per-person calibrated ROC, log axes",
+                )
+            ],
+        ),
+    ]
+
+
 def write_audit_report(path: Path, verdict: Mapping[str, Any], pooled: Mapping[str, Any]) -> Path:
     head = (
         f"Anonymity {verdict['anonymity']} over {verdict['n_splits']} person splits "
@@ -134,6 +164,7 @@ def write_audit_report(path: Path, verdict: Mapping[str, Any], pooled: Mapping[s
                 ),
             ],
         ),
+        *other_night_sections(verdict, pooled),
         Section("Utility over the splits", "utility", [key_values(verdict["utility"], "")]),
         Section("Rules", "rules", [key_values(verdict["rules"], "pass rules (conf/privacy/)")]),
     ]
