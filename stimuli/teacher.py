@@ -84,9 +84,8 @@ def load_teacher(
 
 def evaluate_splits(model: torch.nn.Module, dm: CohortDataModule) -> dict[str, dict[str, float]]:
     report = {}
-    for split, ds in dm.datasets.items():
-        x, y, _ = ds.arrays()
-        report[split] = score(predict_proba(model, torch.from_numpy(x)), y)
+    for split, ds in dm.datasets.items():  # batch by batch from the memory-mapped cache
+        report[split] = score(predict_proba(model, ds.view()), ds.labels())
     return report
 
 
@@ -109,7 +108,7 @@ def train_teacher(
     as an uninterrupted fit. Without it they live in a temporary folder."""
     pl.seed_everything(seed, workers=True)
     model = build_network(model_cfg, dm.n_chans, dm.n_classes, dm.n_times)
-    _, y_train, _ = dm.datasets["train"].arrays()
+    y_train = dm.datasets["train"].labels()
     module = Classifier(
         model,
         lr=cfg.lr,

@@ -15,7 +15,9 @@ from hydra.utils import instantiate
 from stimuli.data.recording import CohortError
 from stimuli.keys import data_identity, mechanism_hash, stage_keys
 from stimuli.pipeline import run_pipeline
+from stimuli.privacy.person_scores import ATTRIBUTION_SCORES
 from stimuli.privacy.verdict import CRITERIA, OTHER_NIGHT, verdict
+from stimuli.release.datacard import privacy_summary
 from tests.conftest import TINY, compose_config
 from tests.test_privacy import RULES, fake_split
 
@@ -46,7 +48,10 @@ def test_the_withheld_nights_leave_the_owners_splits(other_night_run, tmp_path):
         assert not np.isin(window_record[dm.datasets[split].indices], dm.withheld_records).any()
     attacker = window_record[dm.datasets["attacker"].indices]
     assert sorted(set(attacker)) == ["slp01b", "slp02b"]
-    assert dm.summary()["attacker"]["persons"] == 2
+    summary = dm.summary()
+    assert summary["attacker"]["persons"] == 2
+    listed = [r for s in ("train", "val", "test") for r in summary["splits"][s]["records"]]
+    assert not set(listed) & {"slp01b", "slp02b"}  # the owner's splits list the owner's nights
     off = compose_config(OTHER[:-1], tmp_path / "o", tmp_path / "c")
     assert "attacker_nights" not in data_identity(off)  # runs without it keep their keys
     assert mechanism_hash(off) != mechanism_hash(other_night_run.cfg)
@@ -81,6 +86,9 @@ def test_privacy_stage_runs_criteria_1_and_2_for_the_other_night_attacker(other_
         assert {"auditor_mass", "nn_raw", "dist_features_min", "loss/logreg"} <= set(scores)
         assert all(len(v) == 2 for v in scores.values())
         assert np.isclose(sum(scores["auditor_mass"]), 1.0)  # a posterior over its 2 persons
+    card = privacy_summary(other_night_run.results)  # the datacard's one-split block
+    assert set(card["attribution_other_night_auc"]) == set(ATTRIBUTION_SCORES)
+    assert '"persons"' not in json.dumps(card) and '"is_member"' not in json.dumps(card)
 
 
 @pytest.mark.parametrize("release_leak", [0.0, 3.0])

@@ -13,10 +13,12 @@ from joblib import Parallel, delayed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from stimuli.data.attacker_nights import owner_windows, withheld_nights
 from stimuli.data.cache import CachedWindows, WindowWriter, cache_key, cached_windows
 from stimuli.data.datasets import WindowDataset
 from stimuli.data.recording import CohortError, Recording
 from stimuli.data.splits import SPLITS, split_by_person
+from stimuli.data.summary import cohort_summary
 from stimuli.data.windows import WindowSet, cut_windows, normalize_recording
 
 log = logging.getLogger(__name__)
@@ -200,7 +202,10 @@ class CohortDataModule(pl.LightningDataModule):
                 "window longer than every record? shorten data.window_s or data.context_*_s)"
             )
         y = np.asarray(cache.y)
-        owner = self._owner_windows(meta["records"], np.asarray(cache.record_index))
+        self.withheld_records = self.attacker_records(meta["records"])
+        owner = owner_windows(
+            meta["records"], np.asarray(cache.record_index), self.withheld_records
+        )
         try:
             self.split_persons = split_by_person(window_person[owner], y[owner], **self.split_cfg)
         except ValueError as err:  # too few persons, or unknown persons named in data.split
@@ -235,28 +240,8 @@ class CohortDataModule(pl.LightningDataModule):
         }
 
     def attacker_records(self, records: Sequence[dict]) -> list[str]:
-        """With `attacker_nights`: the night withheld from the owner of every person with
-        several (the last by record name), which the other-night attacker holds instead."""
-        if not self.attacker_nights:
-            return []
-        nights: dict[str, list[str]] = {}
-        for r in records:
-            nights.setdefault(r["person"], []).append(r["record"])
-        withheld = sorted(max(names) for names in nights.values() if len(names) > 1)
-        if not withheld:
-            raise CohortError(
-                f"{self.root}: privacy.attacker_nights=true needs persons with several "
-                f"recordings, and each of the {len(nights)} person(s) here has one. Set "
-                "privacy.attacker_nights=false, or use a cohort that groups nights by person."
-            )
-        return withheld
-
-    def _owner_windows(self, records: Sequence[dict], record_index: np.ndarray) -> np.ndarray:
-        """Windows the owner's pipeline sees: all but those of `attacker_records`."""
-        withheld = set(self.attacker_records(records))
-        self.withheld_records = sorted(withheld)
-        held = np.array([r["record"] in withheld for r in records], dtype=bool)
-        return ~held[record_index] if len(held) else np.ones(len(record_index), dtype=bool)
+        """With `attacker_nights`: the nights withheld from the owner for the attacker."""
+        return withheld_nights(records, self.root) if self.attacker_nights else []
 
     def all_arrays(self, norm_stats: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Every window of the selected records (no split) and its label.
@@ -315,47 +300,7 @@ class CohortDataModule(pl.LightningDataModule):
         return self._loader("test", shuffle=False)
 
     # --- the data owner's summary --------------------------------------------------------------
-    def _attacker_summary(self, y: np.ndarray) -> dict:
-        ds = self.datasets["attacker"]
-        return {
-            "records": self.withheld_records,
-            "persons": len(np.unique(self.window_person[ds.indices])),
-            "windows": len(ds),
-            "apnea_fraction": round(float(y[ds.indices].mean()), 4),
-        }
-
     def summary(self) -> dict:
+        """Records, persons, windows, labels and splits of the cohort (`stimuli.data.summary`)."""
         self.setup()
-        cache = self.cache
-        records = cache.meta["records"]
-        y = np.asarray(cache.y)
-        splits = {}
-        for s in SPLITS:
-            ds = self.datasets[s]
-            ys = y[ds.indices]
-            splits[s] = {
-                "persons": len(self.split_persons[s]),
-                "records": sorted(
-                    r["record"] for r in records if r["person"] in self.split_persons[s]
-                ),
-                "windows": len(ds),
-                "apnea_fraction": round(float(ys.mean()), 4),
-            }
-        return {
-            "n_records": len(records),
-            "n_persons": len(self.person_ids),
-            "n_labelled": sum(r["labelled"] for r in records),
-            "n_windows": len(y),
-            "apnea_fraction": round(float(y.mean()), 4),
-            "channels": self.channels,
-            "fs": self.fs,
-            "window_s": self.n_times / self.fs,
-            "n_times": self.n_times,
-            "normalize": self.normalize,
-            "dropped": {
-                k: sum(r[f"dropped_{k}"] for r in records) for k in ("edge", "invalid", "flat")
-            },
-            "splits": splits,
-            **({"attacker": self._attacker_summary(y)} if self.attacker_nights else {}),
-            "cache": {"path": str(cache.path), "built_now": self.built_cache},
-        }
+        return cohort_summary(self)

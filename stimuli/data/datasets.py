@@ -36,9 +36,36 @@ class WindowDataset(Dataset):
         j = self.indices[i]
         return torch.from_numpy(self.window(i)), int(self.y[j]), int(self.person[j])
 
+    def labels(self) -> np.ndarray:
+        """The apnea labels, without reading a window."""
+        return np.asarray(self.y[self.indices])
+
+    def view(self) -> WindowView:
+        """The windows as a lazily read array: slicing it reads (and normalizes) only those
+        rows, so batched prediction over a split never holds the whole split."""
+        return WindowView(self)
+
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All windows at once (normalized), labels and person indices."""
         x = np.asarray(self.x[self.indices], dtype=np.float32)
         if self.mean is not None:
             x = (x - self.mean[None]) / self.std[None]
         return x, np.asarray(self.y[self.indices]), np.asarray(self.person[self.indices])
+
+
+class WindowView:
+    """`len()` and row slices of a `WindowDataset`'s windows, read on demand (float32)."""
+
+    def __init__(self, ds: WindowDataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice):
+            raise TypeError("a WindowView is read in row slices, e.g. view[0:512]")
+        x = np.asarray(self.ds.x[self.ds.indices[rows]], dtype=np.float32)
+        if self.ds.mean is not None:
+            x = (x - self.ds.mean[None]) / self.ds.std[None]
+        return x

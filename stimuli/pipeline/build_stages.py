@@ -56,6 +56,12 @@ def data_stage(ctx: RunContext) -> StageOutput:
         summary["n_windows"],
         "/".join(str(summary["splits"][s]["windows"]) for s in ("train", "val", "test")),
     )
+    if "attacker" in summary:
+        log.info(
+            "data: %d windows of %d nights withheld for the other-night attacker",
+            summary["attacker"]["windows"],
+            len(summary["attacker"]["records"]),
+        )
     return StageOutput({"dm": dm}, {"data": summary})
 
 

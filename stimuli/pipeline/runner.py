@@ -115,6 +115,7 @@ class Runner:
         self.artifacts: dict[str, Any] = dict(artifacts or {})
         self.results: dict[str, Any] = {"experiment": ctx.cfg.get("task_name"), "seed": ctx.seed}
         self.timing: dict[str, float] = {}
+        self.peak_rss: dict[str, float] = {}
         self._by_artifact = {name: p for p in PRODUCERS for name in p.makes}
 
     def get(self, name: str) -> Any:
@@ -131,6 +132,7 @@ class Runner:
         out = producer.run(self.ctx, **args)
         seconds = time.perf_counter() - start
         self.timing[producer.stage] = round(self.timing.get(producer.stage, 0.0) + seconds, 3)
+        self.peak_rss[producer.stage] = peak_rss_mib()
         for name in producer.makes:
             self.artifacts[name] = out.artifacts.get(name)
         _merge(self.results, out.results)
@@ -141,7 +143,16 @@ class Runner:
                 for name in STAGE_ARTIFACTS[stage]:
                     self.get(name)
         self.results["timing"] = {s: self.timing[s] for s in STAGES if s in self.timing}
+        self.results["peak_rss_mib"] = {s: self.peak_rss[s] for s in STAGES if s in self.peak_rss}
         return self.results
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far (MiB): after each stage, it shows which
+    stage raised it (bench/stage_scale.py)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def context(cfg: DictConfig, tracker: Tracker | None = None) -> RunContext:

@@ -116,6 +116,11 @@ def privacy_summary(results: Mapping[str, Any]) -> dict | None:
         return None
     dcr_keys = ("share", "ci_low", "ci_high", "near_copies")
     risks = release.get("anonymeter") or {}
+    other_night = {  # with privacy.attacker_nights
+        f"{c}_auc": _scores(release[c])
+        for c in ("attribution_other_night", "in_out_other_night")
+        if c in release
+    }
     return {
         "label": "one split, not a verdict",
         "attribution_auc": _scores(release.get("attribution")),
@@ -126,6 +131,7 @@ def privacy_summary(results: Mapping[str, Any]) -> dict | None:
             if _SAFE_STR.fullmatch(str(k)) and isinstance(v, Mapping)
         },
         "dcr": whitelisted(release.get("dcr") or {}, dcr_keys, "privacy"),
+        **other_night,
         "audited_on": "the data owner's training persons (members) and held-out persons",
     }
 

@@ -1,0 +1,127 @@
+"""The teacher, identity model, synthesis and privacy audit on cohorts 1x and 5x the open one:
+peak memory per stage, so a stage that loads every window at once shows.
+
+    python -m bench.stage_scale [--sizes 1,5] [--out PATH]
+
+For each size, the `bench.data_scale` copies of the learning set (new records and persons, K
+times the windows) and a fresh subprocess running `python -m stimuli.run +experiment=apnea_cnn`
+with stages data, teacher, synthesize and privacy, scaled down in steps (one teacher epoch, few
+synthesis and auditor steps: memory, not quality, is measured) into an empty cache. The run's
+`results.json` gives the process's peak RSS after each stage (`peak_rss_mib`); the parent takes
+the whole process tree's peak from `wait4`. Writes both per size and the ratio peak(x5)/peak(x1)
+with its target (1.5: memory stays flat while the windows grow 5x) atomically to `--out`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import machine
+from bench.data_scale import make_cohort, mib
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO / "bench" / "results" / "stage_scale.json"
+TARGET = 1.5
+SMALL = [  # memory, not quality: every stage runs its real code on every window, briefly
+    "+experiment=apnea_cnn",
+    "logger=none",
+    "quiet=true",
+    "stages=[data,teacher,synthesize,privacy]",
+    "teacher.max_epochs=1",
+    "identity.steps=50",
+    "synthesis.n=128",
+    "synthesis.shard_size=64",
+    "synthesis.steps=5",
+    "soft_labels.teachers=1",
+    "privacy.auditor.steps=50",
+    "privacy.attack_students.mlp.steps=50",
+    "privacy.n_bootstrap=100",
+    "privacy.dcr.n_bootstrap=50",
+    "privacy.anonymeter.n_attacks=500",
+]
+
+
+def run_size(root: Path, work: Path) -> dict:
+    """The small run on cohort `root` in a fresh interpreter: per-stage peaks and the tree's."""
+    out = work / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "stimuli.run",
+        *SMALL,
+        f"data.root='{root}'",
+        f"paths.cache_dir='{work / 'cache'}'",
+        f"hydra.run.dir='{out}'",
+    ]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"the run on {root.parent.name} failed; see {out}/run.log")
+    results = json.loads((out / "results.json").read_text())
+    return {
+        "windows": results["data"]["n_windows"],
+        "persons": results["data"]["n_persons"],
+        "seconds": round(seconds, 1),
+        "stage_seconds": results["timing"],
+        "peak_rss_after_stage_mib": results["peak_rss_mib"],
+        "peak_rss_mib": mib(usage.ru_maxrss),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1,5", help="copies of the cohort (default 1,5)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="result JSON")
+    args = parser.parse_args(argv)
+    sizes = sorted({int(s) for s in args.sizes.split(",")})
+
+    from stimuli.io import write_json
+    from stimuli.paths import data_dir
+
+    src = Path(data_dir()) / "apnea-ecg"
+    if not (src / "additional-information_learning-set.txt").is_file():
+        print(f"error: Apnea-ECG not found at {src}; set STIMULI_DATA", file=sys.stderr)
+        return 2
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-stage-scale-") as tmp:
+        for k in sizes:
+            root = Path(tmp) / f"x{k}" / "apnea-ecg"
+            make_cohort(src, root, k)
+            row = {"scale": k, **run_size(root, Path(tmp) / f"work-x{k}")}
+            rows.append(row)
+            stages = ", ".join(f"{s} {v:.0f}" for s, v in row["peak_rss_after_stage_mib"].items())
+            print(f"x{k}: {row['windows']} windows, peak {row['peak_rss_mib']:.0f} MiB ({stages})")
+    ratio = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
+    tag = f"x{rows[-1]['scale']}/x{rows[0]['scale']}"
+    print(f"peak RSS {tag}: {ratio:.3f} (target <= {TARGET})")
+    write_json(
+        args.out,
+        {
+            "benchmark": "stage_scale",
+            "command": "python -m bench.stage_scale " + " ".join(argv or sys.argv[1:]),
+            "overrides": SMALL,
+            "sizes": rows,
+            "rss_ratio": round(ratio, 3),
+            "ratio_of": tag,
+            "target": TARGET,
+            "met": ratio <= TARGET,
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+        },
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
