@@ -19,16 +19,21 @@ from torch import Tensor, nn
 
 from stimuli.classifier import Classifier, embed, predict_proba
 from stimuli.data.cohort import CohortDataModule
+from stimuli.data.datasets import WindowView
 from stimuli.data.windows import early_in_night
 from stimuli.models import build_network, load_member, member_file
 from stimuli.store import ArtifactStore
 from stimuli.training import array_loader, make_trainer
 
 
-def identity_arrays(dm: CohortDataModule, holdout: float) -> dict[str, np.ndarray]:
-    """Training persons' windows with person labels 0…P-1, split in time within each night."""
+def identity_arrays(
+    dm: CohortDataModule, holdout: float, lazy: bool = False
+) -> dict[str, np.ndarray | WindowView]:
+    """Training persons' windows with person labels 0…P-1, split in time within each night.
+    With `lazy`, `x` is a `WindowView` read from the cache batch by batch."""
     ds = dm.datasets["train"]
-    x, _, person = ds.arrays()
+    x = ds.view() if lazy else ds.arrays()[0]
+    person = np.asarray(ds.person[ds.indices])
     record = np.asarray(dm.cache.record_index[ds.indices])
     segment = np.asarray(dm.cache.segment_index[ds.indices])
     mapping = dm.train_person_index()
@@ -122,7 +127,7 @@ def train_identity(
     logger: Any = False,
 ) -> tuple[torch.nn.Module, dict]:
     pl.seed_everything(seed, workers=True)
-    data = identity_arrays(dm, cfg.holdout)
+    data = identity_arrays(dm, cfg.holdout, lazy=True)
     model = build_network(model_cfg, dm.n_chans, data["n_persons"], dm.n_times)
     module = Classifier(
         model,
@@ -133,12 +138,13 @@ def train_identity(
         adv_eps=float(cfg.get("adv_eps", 0.0)),
     )
     fit = data["fit"]
-    loader = array_loader(data["x"][fit], data["y"][fit], cfg.batch_size, shuffle=True, seed=seed)
+    x_fit = data["x"].subset(np.flatnonzero(fit))
+    loader = array_loader(x_fit, data["y"][fit], cfg.batch_size, shuffle=True, seed=seed)
     trainer = make_trainer(trainer_cfg, max_steps=cfg.steps, progress=progress, logger=logger)
     trainer.fit(module, loader)
     model = module.model.eval()
     held = data["held"]
-    probs = predict_proba(model, torch.from_numpy(data["x"][held]))
+    probs = predict_proba(model, data["x"].subset(np.flatnonzero(held)))
     acc = float((probs.argmax(1).numpy() == data["y"][held]).mean())
     return model, {
         "acc": round(acc, 4),
@@ -150,8 +156,8 @@ def train_identity(
 
 def person_centroids(model: torch.nn.Module, dm: CohortDataModule) -> torch.Tensor:
     """Mean embedding of each training person's windows in `model`'s feature space, `(P, D)`."""
-    x, _, person = dm.datasets["train"].arrays()
+    ds = dm.datasets["train"]
     mapping = dm.train_person_index()
-    label = torch.tensor([mapping[p] for p in person])
-    feats = embed(model, torch.from_numpy(x))
+    label = torch.tensor([mapping[p] for p in np.asarray(ds.person[ds.indices])])
+    feats = embed(model, ds.view())
     return torch.stack([feats[label == i].mean(0) for i in range(len(mapping))])

@@ -14,9 +14,10 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
 from pytorch_lightning.callbacks import ModelCheckpoint
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from stimuli.config import plain_config
+from stimuli.data.datasets import WindowView
 
 log = logging.getLogger(__name__)
 
@@ -28,19 +29,47 @@ def balanced_class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
 
 
 def array_loader(
-    x: np.ndarray | torch.Tensor,
+    x: np.ndarray | torch.Tensor | WindowView,
     target: np.ndarray | torch.Tensor,
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
 ) -> DataLoader:
-    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    """Batches of `(x, target)`, shuffled by a generator seeded with `seed`. A `WindowView` `x`
+    is read batch by batch from the cache; the batches are the same as for its arrays."""
     target = torch.as_tensor(np.asarray(target))
     target = target.float() if target.ndim == 2 else target.long()
     gen = torch.Generator().manual_seed(seed)
+    if isinstance(x, WindowView):
+        dataset, collate = LazyRows(x, target), _batch_as_is
+    else:
+        x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+        dataset, collate = TensorDataset(x, target), None
     return DataLoader(
-        TensorDataset(x, target), batch_size=batch_size, shuffle=shuffle, generator=gen
+        dataset, batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=collate
     )
+
+
+class LazyRows(Dataset):
+    """`(window, target)` pairs over a `WindowView`; the loader fetches a batch in one read."""
+
+    def __init__(self, x: WindowView, target: torch.Tensor) -> None:
+        if len(x) != len(target):
+            raise ValueError(f"{len(x)} windows but {len(target)} targets")
+        self.x, self.target = x, target
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.x[[i]][0]), self.target[i]
+
+    def __getitems__(self, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(self.x[np.asarray(rows)]), self.target[rows]
+
+
+def _batch_as_is(batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch
 
 
 # Settings every Trainer here shares unless the `trainer/` config group says otherwise.

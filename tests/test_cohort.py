@@ -23,6 +23,7 @@ from stimuli.data.apnea_ecg import ApneaECGDataModule
 from stimuli.data.cache import ARRAYS
 from stimuli.data.recording import CohortError
 from stimuli.data.splits import SPLITS, split_by_person
+from stimuli.training import array_loader
 
 REPO = Path(__file__).resolve().parent.parent
 SMALL = ["a01", "b01", "c01"]  # three persons: the smallest cohort that splits
@@ -99,6 +100,35 @@ def test_global_normalization_uses_train_persons(apnea_root: Path, tmp_path: Pat
     np.testing.assert_allclose(
         item, (raw[j] - dm.norm_stats["mean"][0]) / dm.norm_stats["std"][0], rtol=1e-5
     )
+
+
+def test_views_and_lazy_loaders_read_what_the_arrays_hold(apnea_root: Path, tmp_path: Path) -> None:
+    dm = ApneaECGDataModule(
+        root=apnea_root, records=SMALL, normalize="global", cache_dir=tmp_path, progress=False
+    )
+    dm.setup()
+    ds = dm.datasets["train"]
+    x, y, _ = ds.arrays()
+    view = ds.view()
+    assert len(view) == len(x)
+    np.testing.assert_array_equal(view[5:40], x[5:40])  # normalized like the arrays
+    rows = np.array([30, 2, 17])
+    np.testing.assert_array_equal(view[rows], x[rows])  # any order
+    np.testing.assert_array_equal(view.subset(rows)[1:], x[rows[1:]])
+    np.testing.assert_array_equal(ds.labels(), y)
+    with pytest.raises(TypeError, match="batches"):
+        view[3]
+    with pytest.raises(TypeError, match="positions"):
+        ds.view(y == 1)
+    # the same seed gives the same batches, whether the loader reads arrays or the cache
+    eager = list(array_loader(x, y, batch_size=64, shuffle=True, seed=3))
+    lazy = list(array_loader(view, y, batch_size=64, shuffle=True, seed=3))
+    assert len(eager) == len(lazy) == -(-len(x) // 64)
+    for (xe, ye), (xl, yl) in zip(eager, lazy, strict=True):
+        torch.testing.assert_close(xl, xe, rtol=0, atol=0)
+        torch.testing.assert_close(yl, ye)
+    with pytest.raises(ValueError, match="targets"):
+        array_loader(view, y[:-1], batch_size=64, shuffle=False)
 
 
 def test_bad_options_are_rejected(apnea_root: Path) -> None:

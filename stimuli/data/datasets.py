@@ -40,10 +40,11 @@ class WindowDataset(Dataset):
         """The apnea labels, without reading a window."""
         return np.asarray(self.y[self.indices])
 
-    def view(self) -> WindowView:
-        """The windows as a lazily read array: slicing it reads (and normalizes) only those
-        rows, so batched prediction over a split never holds the whole split."""
-        return WindowView(self)
+    def view(self, rows: np.ndarray | None = None) -> WindowView:
+        """The windows (or those at positions `rows` of this dataset) as a lazily read array:
+        indexing it reads and normalizes only those rows, so batched prediction or training
+        over a split never holds the whole split."""
+        return WindowView(self, np.arange(len(self)) if rows is None else np.asarray(rows))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All windows at once (normalized), labels and person indices."""
@@ -54,18 +55,25 @@ class WindowDataset(Dataset):
 
 
 class WindowView:
-    """`len()` and row slices of a `WindowDataset`'s windows, read on demand (float32)."""
+    """`len()` and row reads (a slice or an index array, any order) of a `WindowDataset`'s
+    windows, read on demand from the (memory-mapped) cache as float32, normalized."""
 
-    def __init__(self, ds: WindowDataset) -> None:
-        self.ds = ds
+    def __init__(self, ds: WindowDataset, rows: np.ndarray) -> None:
+        self.ds, self.rows = ds, rows
+        if rows.dtype == bool:
+            raise TypeError("WindowView rows are positions; use np.flatnonzero(mask)")
 
     def __len__(self) -> int:
-        return len(self.ds)
+        return len(self.rows)
 
-    def __getitem__(self, rows: slice) -> np.ndarray:
-        if not isinstance(rows, slice):
-            raise TypeError("a WindowView is read in row slices, e.g. view[0:512]")
-        x = np.asarray(self.ds.x[self.ds.indices[rows]], dtype=np.float32)
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, int | np.integer):
+            raise TypeError("a WindowView reads rows in batches: view[0:512] or view[[3, 1]]")
+        x = np.asarray(self.ds.x[self.ds.indices[self.rows[key]]], dtype=np.float32)
         if self.ds.mean is not None:
             x = (x - self.ds.mean[None]) / self.ds.std[None]
         return x
+
+    def subset(self, rows: np.ndarray) -> WindowView:
+        """The view of rows `rows` (positions in this view)."""
+        return WindowView(self.ds, self.rows[np.asarray(rows)])

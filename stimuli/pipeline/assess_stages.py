@@ -40,7 +40,7 @@ from stimuli.release.stage import (
     write_checked_release,
 )
 from stimuli.students.base import Student
-from stimuli.students.fit import fit_students, score_students, student_factories
+from stimuli.students.fit import chunked_proba, fit_students, score_students, student_factories
 from stimuli.training import placement
 
 log = logging.getLogger(__name__)
@@ -112,17 +112,18 @@ def objective(cfg, dm: CohortDataModule, students: dict) -> dict | None:
     student = (students.get(name) or {}).get(variant) if name else None
     if student is None or isinstance(student, str):
         return None
-    x_val, y_val, _ = dm.datasets["val"].arrays()
-    value = score(np.asarray(student.predict_proba(x_val)), y_val)[metric]
+    val = dm.datasets["val"]
+    value = score(chunked_proba(student, val.view()), val.labels())[metric]
     return {"value": value, "student": name, "variant": variant, "metric": metric, "split": "val"}
 
 
 def evaluate_stage(
     ctx: RunContext, dm: CohortDataModule, teacher: nn.Module, students: dict
 ) -> StageOutput:
-    x_test, y_test, _ = dm.datasets["test"].arrays()
-    teacher_probs = predict_proba(teacher, torch.from_numpy(x_test))
-    table, predictions = score_students(students, x_test, y_test)
+    test = dm.datasets["test"]  # read batch by batch from the memory-mapped cache
+    y_test = test.labels()
+    teacher_probs = predict_proba(teacher, test.view())
+    table, predictions = score_students(students, test.view(), y_test)
     predictions = {"teacher": (y_test, teacher_probs.numpy().argmax(1)), **predictions}
     results: dict[str, Any] = {"teacher": {"test": score(teacher_probs, y_test)}, "students": table}
     target = objective(ctx.cfg, dm, students)

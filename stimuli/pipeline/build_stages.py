@@ -210,7 +210,7 @@ def soft_labels_stage(
         logger_for=ctx.tracker.trainer_logger,
         progress=ctx.progress,
     )
-    x_test, y_test, _ = dm.datasets["test"].arrays()
+    test = dm.datasets["test"]
     soft = predict_proba(ensemble, torch.from_numpy(stimuli["x"])).numpy().astype(np.float32)
     agree = soft.argmax(1) == stimuli["teacher_probs"].argmax(1)
     block = {
@@ -218,7 +218,7 @@ def soft_labels_stage(
         "persons_per_teacher": report["persons_per_teacher"],
         "members_test": [m["test"] for m in report["members"]],
         "members_val_kappa": [m["best_epoch_val_kappa"] for m in report["members"]],
-        "test": score(predict_proba(ensemble, torch.from_numpy(x_test)), y_test),
+        "test": score(predict_proba(ensemble, test.view()), test.labels()),
         "agreement_with_teacher": float(agree.mean()),
     }
     return StageOutput(

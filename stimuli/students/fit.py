@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from hydra.utils import instantiate
 
+from stimuli.data.datasets import WindowView
 from stimuli.metrics import GAP_METRICS, score
 from stimuli.students.base import Student
 
@@ -93,8 +94,16 @@ def fit_students(
     return students
 
 
+def chunked_proba(student: Student, x: np.ndarray | WindowView, rows: int = 4096) -> np.ndarray:
+    """`student.predict_proba` over `x` a chunk of `rows` windows at a time, so a `WindowView`
+    of a large split is never read whole."""
+    return np.concatenate(
+        [np.asarray(student.predict_proba(x[i : i + rows])) for i in range(0, len(x), rows)]
+    )
+
+
 def score_students(
-    students: Mapping[str, Mapping[str, Student | str]], x: np.ndarray, y: np.ndarray
+    students: Mapping[str, Mapping[str, Student | str]], x: np.ndarray | WindowView, y: np.ndarray
 ) -> tuple[dict[str, dict[str, dict]], dict[str, tuple[np.ndarray, np.ndarray]]]:
     """(table, predictions) on windows `x` with labels `y`.
 
@@ -111,7 +120,7 @@ def score_students(
             if isinstance(student, str):  # the error of a student that could not be trained
                 block[variant] = {"error": student}
                 continue
-            probs = np.asarray(student.predict_proba(x))
+            probs = chunked_proba(student, x)
             block[variant] = score(probs, y)
             predictions[f"{name} / {variant}"] = (y, probs.argmax(1))
         scored = [v for v in block if "error" not in block[v]]
