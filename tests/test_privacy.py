@@ -170,6 +170,17 @@ def test_verdict_needs_powered_valid_criteria_and_names_the_failing_ones(release
     assert judged["n_splits"] == 8 and set(judged["criteria"]) == set(CRITERIA)
     for block in judged["criteria"].values():
         assert block["powered"] and block["valid"] and block["counts"]
+    for name in ("attribution", "in_out"):  # every score is reported beside the worst
+        release = judged["criteria"][name]["release"]
+        worst, auc = release["worst"]["auc"]
+        assert (
+            release["scores"][worst]["auc"]
+            == auc
+            == max(v["auc"] for v in release["scores"].values())
+        )
+        assert set(release["scores"]) == set(pooled["release"][name])
+        for v in release["scores"].values():
+            assert v["family_ci_low"] <= v["ci_low"] <= v["auc"] <= v["ci_high"]
     if release_leak:
         assert judged["anonymity"] == "not established"
         assert judged["failing"] == list(CRITERIA)

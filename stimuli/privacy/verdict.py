@@ -101,6 +101,18 @@ def judge_roc(block: Mapping[str, dict], rules: Mapping[str, float]) -> dict:
             ],
             "epsilon_lb": [worst_eps, scored[worst_eps]["epsilon_lb"]],
         },
+        "scores": {k: score_summary(v) for k, v in scored.items()},
+    }
+
+
+def score_summary(block: Mapping[str, Any]) -> dict:
+    """One score's numbers as the verdict reports them beside the worst: AUC with its raw and
+    family-wise intervals, TPR at FPR 0.1 with its lower bound, epsilon lower bound."""
+    keys = ("auc", "ci_low", "ci_high", "family_ci_low", "family_ci_high", "tpr_at_fpr_0.1")
+    return {
+        **{k: block[k] for k in keys if k in block},
+        "tpr_at_fpr_0.1_ci_low": block["tpr_at_fpr_0.1_ci_low"],
+        "epsilon_lb": block["epsilon_lb"],
     }
 
 

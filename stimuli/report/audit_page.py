@@ -42,6 +42,30 @@ def roc_figure(pooled: Mapping[str, Any], criterion: str) -> Figure:
     return fig
 
 
+def scores_table(verdict: Mapping[str, Any], criterion: str) -> Table:
+    """Every score of a criterion: AUC [family-wise interval] for the release and controls."""
+    block = verdict["criteria"][criterion]
+    judged = {"release": block["release"], **block["controls"]}
+    names = list(judged["release"].get("scores") or {})
+    rows = []
+    for name in names:
+        row = [cell(name)]
+        for r in RELEASES:
+            v = ((judged.get(r) or {}).get("scores") or {}).get(name)
+            text = (
+                "—"
+                if v is None
+                else (f"{v['auc']:.3f} [{v['family_ci_low']:.2f}, {v['family_ci_high']:.2f}]")
+            )
+            row.append(cell(text))
+        rows.append(row)
+    return Table(
+        ["score", *RELEASES],
+        rows,
+        "pooled AUC members vs non-members [family-wise interval]; the worst judges the release",
+    )
+
+
 def mass_figure(pooled: Mapping[str, Any], key: str = "mass") -> Figure:
     """The auditor's attribution mass on members and non-members, per release."""
     fig = new_figure(figsize=(8, 2.8))
@@ -107,6 +131,7 @@ def other_night_sections(verdict: Mapping[str, Any], pooled: Mapping[str, Any]) 
                 image(lambda: mass_figure(pooled, "mass_other_night"), "attribution mass"),
                 image(lambda: roc_figure(pooled, "attribution_other_night"), "attribution ROC"),
                 key_values(verdict["auditor_other_night"], control),
+                scores_table(verdict, "attribution_other_night"),
             ],
         ),
         Section(
@@ -116,7 +141,8 @@ def other_night_sections(verdict: Mapping[str, Any], pooled: Mapping[str, Any]) 
                 image(
                     lambda: roc_figure(pooled, "in_out_other_night"),
                     "per-person calibrated ROC, log axes",
-                )
+                ),
+                scores_table(verdict, "in_out_other_night"),
             ],
         ),
     ]
@@ -138,12 +164,16 @@ def write_audit_report(path: Path, verdict: Mapping[str, Any], pooled: Mapping[s
                 image(lambda: mass_figure(pooled), "attribution mass, members vs non-members"),
                 image(lambda: roc_figure(pooled, "attribution"), "attribution ROC"),
                 key_values(verdict["auditor"], "the auditor's control (late parts of the nights)"),
+                scores_table(verdict, "attribution"),
             ],
         ),
         Section(
             TITLES["in_out"],
             "in-out",
-            [image(lambda: roc_figure(pooled, "in_out"), "per-person calibrated ROC, log axes")],
+            [
+                image(lambda: roc_figure(pooled, "in_out"), "per-person calibrated ROC, log axes"),
+                scores_table(verdict, "in_out"),
+            ],
         ),
         Section(
             TITLES["anonymeter"],
