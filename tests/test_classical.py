@@ -156,6 +156,18 @@ def test_feature_names_match_width(n_chans, fs, n_times):
     np.testing.assert_array_equal(window_features(x, fs), feats)
 
 
+def test_features_of_many_windows_are_computed_in_chunks_with_the_same_numbers(monkeypatch):
+    from stimuli.students import features
+
+    x = np.random.default_rng(1).standard_normal((23, 2, 60)).astype(np.float32)
+    whole = window_features(x, 1.0)
+    monkeypatch.setattr(features, "CHUNK", 5)  # 5 chunks, the last one short
+    np.testing.assert_array_equal(window_features(x, 1.0), whole)
+    x[17, 1, 3] = np.nan  # a bad window in a later chunk is still refused
+    with pytest.raises(ValueError, match="NaN"):
+        window_features(x, 1.0)
+
+
 def test_band_skipping_depends_only_on_fs():
     assert "ch0_logpow_hf" in feature_names(1, 4.0)
     assert "ch0_logpow_hf" in feature_names(1, 1.0)

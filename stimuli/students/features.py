@@ -93,7 +93,19 @@ def _band_powers(x: np.ndarray, fs: float, bands: list[tuple[str, float, float]]
     return np.log(out + _LOG_FLOOR)
 
 
+CHUNK = 1024  # windows whose features are computed together: memory stays flat in N
+
+
 def window_features(x: np.ndarray, fs: float) -> np.ndarray:
+    """`(N, n_chans * F)` features of windows `x` `(N, n_chans, n_times)` (an array or anything
+    sliced by rows, e.g. a `WindowView`), computed `CHUNK` windows at a time: the Welch spectra
+    and float64 copies of a whole split would otherwise take several times its size."""
+    if (isinstance(x, np.ndarray) and x.ndim != 3) or len(x) <= CHUNK:
+        return _chunk_features(x, fs)
+    return np.concatenate([_chunk_features(x[i : i + CHUNK], fs) for i in range(0, len(x), CHUNK)])
+
+
+def _chunk_features(x: np.ndarray, fs: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 3:
         raise ValueError(f"windows must be 3-D (N, n_chans, n_times), got shape {x.shape}")
