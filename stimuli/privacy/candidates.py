@@ -24,6 +24,9 @@ from stimuli.students.features import feature_names, window_features
 SPLITS = ("train", "val", "test")
 
 
+READ_ROWS = 4096  # windows read from the cache at a time
+
+
 @dataclass
 class Candidates:
     """Windows of every person with their labels, persons, membership and time split.
@@ -45,18 +48,22 @@ class Candidates:
     def from_datamodule(cls, dm: CohortDataModule, holdout: float) -> Candidates:
         dm.setup()
         parts = {s: dm.datasets[s] for s in SPLITS}
-        xs, ys, ps, member, early = [], [], [], [], []
+        # one array for every window, filled a chunk at a time: never a second copy of the cohort
+        x = np.empty((sum(map(len, parts.values())), dm.n_chans, dm.n_times), dtype=np.float32)
+        ys, ps, member, early = [], [], [], []
         for split, ds in parts.items():
-            x, y, p = ds.arrays()
+            start, view = sum(map(len, ys)), ds.view()
+            for i in range(0, len(ds), READ_ROWS):
+                part = view[i : i + READ_ROWS]
+                x[start + i : start + i + len(part)] = part
             record = np.asarray(dm.cache.record_index[ds.indices])
             segment = np.asarray(dm.cache.segment_index[ds.indices])
-            xs.append(x)
-            ys.append(np.asarray(y, dtype=np.int64))
-            ps.append(np.asarray(p, dtype=np.int64))
-            member.append(np.full(len(y), split == "train"))
+            ys.append(np.asarray(ds.labels(), dtype=np.int64))
+            ps.append(np.asarray(ds.person[ds.indices], dtype=np.int64))
+            member.append(np.full(len(ds), split == "train"))
             early.append(early_in_night(record, segment, holdout))
         return cls(
-            x=np.concatenate(xs),
+            x=x,
             y=np.concatenate(ys),
             person=np.concatenate(ps),
             member=np.concatenate(member),
