@@ -36,6 +36,7 @@ format:  ## ruff fix + format
 bench:  ## benchmarks; results land in bench/results/ (utility: ~40 min on 2 cores)
 	$(PY) -m bench.data_cache
 	$(PY) -m bench.data_scale
+	$(PY) -m bench.stage_scale
 	$(PY) -m bench.synthesis_throughput
 	$(PY) -m bench.utility
 
