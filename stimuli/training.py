@@ -17,7 +17,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from stimuli.config import plain_config
-from stimuli.data.datasets import WindowView
+from stimuli.data.datasets import RowView, WindowView
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +29,18 @@ def balanced_class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
 
 
 def array_loader(
-    x: np.ndarray | torch.Tensor | WindowView,
+    x: np.ndarray | torch.Tensor | WindowView | RowView,
     target: np.ndarray | torch.Tensor,
     batch_size: int,
     shuffle: bool,
     seed: int = 0,
 ) -> DataLoader:
-    """Batches of `(x, target)`, shuffled by a generator seeded with `seed`. A `WindowView` `x`
-    is read batch by batch from the cache; the batches are the same as for its arrays."""
+    """Batches of `(x, target)`, shuffled by a generator seeded with `seed`. A `WindowView` or
+    `RowView` `x` is read batch by batch; the batches are the same as for its arrays."""
     target = torch.as_tensor(np.asarray(target))
     target = target.float() if target.ndim == 2 else target.long()
     gen = torch.Generator().manual_seed(seed)
-    if isinstance(x, WindowView):
+    if isinstance(x, WindowView | RowView):
         dataset, collate = LazyRows(x, target), _batch_as_is
     else:
         x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
@@ -51,9 +51,9 @@ def array_loader(
 
 
 class LazyRows(Dataset):
-    """`(window, target)` pairs over a `WindowView`; the loader fetches a batch in one read."""
+    """`(window, target)` pairs over a row view; the loader fetches a batch in one read."""
 
-    def __init__(self, x: WindowView, target: torch.Tensor) -> None:
+    def __init__(self, x: WindowView | RowView, target: torch.Tensor) -> None:
         if len(x) != len(target):
             raise ValueError(f"{len(x)} windows but {len(target)} targets")
         self.x, self.target = x, target

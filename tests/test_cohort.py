@@ -21,6 +21,7 @@ import stimuli.data.cache as cache_mod
 import stimuli.data.wfdb_reader as wfdb_reader
 from stimuli.data.apnea_ecg import ApneaECGDataModule
 from stimuli.data.cache import ARRAYS
+from stimuli.data.datasets import RowView
 from stimuli.data.recording import CohortError
 from stimuli.data.splits import SPLITS, split_by_person
 from stimuli.training import array_loader
@@ -129,6 +130,15 @@ def test_views_and_lazy_loaders_read_what_the_arrays_hold(apnea_root: Path, tmp_
         torch.testing.assert_close(yl, ye)
     with pytest.raises(ValueError, match="targets"):
         array_loader(view, y[:-1], batch_size=64, shuffle=False)
+    # a RowView trains on a subset of an array without copying it, with the subset's batches
+    subset = np.flatnonzero(y == 0)
+    rows = RowView(x, subset)
+    assert rows.shape == (len(subset), *x.shape[1:]) and view.shape == x.shape
+    eager = list(array_loader(x[subset], y[subset], batch_size=32, shuffle=True, seed=5))
+    lazy = list(array_loader(rows, y[subset], batch_size=32, shuffle=True, seed=5))
+    for (xe, ye), (xl, yl) in zip(eager, lazy, strict=True):
+        torch.testing.assert_close(xl, xe, rtol=0, atol=0)
+        torch.testing.assert_close(yl, ye)
 
 
 def test_bad_options_are_rejected(apnea_root: Path) -> None:

@@ -66,6 +66,10 @@ class WindowView:
     def __len__(self) -> int:
         return len(self.rows)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.ds.x.shape[1:])
+
     def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
         if isinstance(key, int | np.integer):
             raise TypeError("a WindowView reads rows in batches: view[0:512] or view[[3, 1]]")
@@ -77,3 +81,25 @@ class WindowView:
     def subset(self, rows: np.ndarray) -> WindowView:
         """The view of rows `rows` (positions in this view)."""
         return WindowView(self.ds, self.rows[np.asarray(rows)])
+
+
+class RowView:
+    """Rows `rows` of an array (in memory or memory-mapped), read on demand as float32: a subset
+    to train on or predict over without copying it first."""
+
+    def __init__(self, x: np.ndarray, rows: np.ndarray) -> None:
+        self.x, self.rows = x, np.asarray(rows)
+        if self.rows.dtype == bool:
+            raise TypeError("RowView rows are positions; use np.flatnonzero(mask)")
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.x.shape[1:])
+
+    def __getitem__(self, key: slice | np.ndarray) -> np.ndarray:
+        if isinstance(key, int | np.integer):
+            raise TypeError("a RowView reads rows in batches: view[0:512] or view[[3, 1]]")
+        return np.asarray(self.x[self.rows[key]], dtype=np.float32)

@@ -18,6 +18,7 @@ from torch import nn
 
 from stimuli.classifier import predict_proba
 from stimuli.data.cohort import CohortDataModule
+from stimuli.data.datasets import RowView
 from stimuli.io import write_json
 from stimuli.keys import config_hash, data_identity, mechanism_hash, student_key
 from stimuli.metrics import score
@@ -179,7 +180,7 @@ def cached_auditor(
 
     def write(folder: Path) -> dict:
         model = train_person_model(
-            cand.x[early],
+            RowView(cand.x, np.flatnonzero(early)),  # the early windows, not a copy of them
             cand.slot[early],
             cand.n_persons,
             {**cfg, "trainer": placement(ctx.cfg.trainer)},

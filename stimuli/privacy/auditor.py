@@ -11,20 +11,21 @@ import pytorch_lightning as pl
 import torch
 
 from stimuli.classifier import Classifier, predict_proba
+from stimuli.data.datasets import RowView
 from stimuli.models import build_network
 from stimuli.training import array_loader, balanced_class_weights, make_trainer
 
 
 def train_person_model(
-    x: np.ndarray,
+    x: np.ndarray | RowView,
     person: np.ndarray,
     n_persons: int,
     cfg: Mapping[str, Any],
     seed: int,
     progress: bool = False,
 ) -> torch.nn.Module:
-    """A person-ID network (`cfg`: the `privacy.auditor` node) fitted on windows `x`, labels
-    0…n_persons-1; in eval mode."""
+    """A person-ID network (`cfg`: the `privacy.auditor` node) fitted on windows `x` (an array
+    or a `RowView` of one), labels 0…n_persons-1; in eval mode."""
     pl.seed_everything(seed, workers=True)
     model = build_network(cfg["model"], x.shape[1], n_persons, x.shape[2])
     weights = balanced_class_weights(person, n_persons) if cfg.get("balanced", True) else None
