@@ -34,7 +34,8 @@ def owner_windows(
     records: Sequence[dict], record_index: np.ndarray, withheld: Sequence[str]
 ) -> np.ndarray:
     """Boolean mask of the windows the owner's pipeline sees: all but those of `withheld`."""
-    held = np.array([r["record"] in set(withheld) for r in records], dtype=bool)
+    names = set(withheld)
+    held = np.array([r["record"] in names for r in records], dtype=bool)
     return ~held[record_index] if len(held) else np.ones(len(record_index), dtype=bool)
 
 

@@ -9,6 +9,7 @@ Producers are declared in `PRODUCERS`: the artifacts a function makes, the artif
 from __future__ import annotations
 
 import logging
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -150,8 +151,6 @@ class Runner:
 def peak_rss_mib() -> float:
     """This process's peak resident memory so far (MiB): after each stage, it shows which
     stage raised it (bench/stage_scale.py)."""
-    import resource
-
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
