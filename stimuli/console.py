@@ -46,7 +46,25 @@ def quiet_library_noise() -> None:
             logger.addFilter(_DropAdvice())
 
 
+_LIGHTNING = ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning")
+
+
 def quiet_lightning() -> None:
     """`quiet=true`: Lightning's own info lines off (warnings still shown)."""
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning"):
+    for name in _LIGHTNING:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def terminal_settings() -> dict:
+    """What this process silenced, for worker processes (`stimuli.parallel`) to set alike."""
+    return {
+        "noise": any(isinstance(f, _DropAdvice) for f in logging.getLogger(_LIGHTNING[0]).filters),
+        "levels": {name: logging.getLogger(name).level for name in _LIGHTNING},
+    }
+
+
+def apply_terminal_settings(settings: dict) -> None:
+    if settings.get("noise"):
+        quiet_library_noise()
+    for name, level in settings.get("levels", {}).items():
+        logging.getLogger(name).setLevel(level)  # a reused worker forgets an earlier job's

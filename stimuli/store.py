@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from stimuli.data.cache import CHECKSUMS, build_checked
+from stimuli.data.cache import CHECKSUMS, build_checked, damage
 
 META = "meta.json"
 __all__ = ["CHECKSUMS", "ArtifactStore", "Entry"]
@@ -55,3 +55,10 @@ class ArtifactStore:
         folder = Path(self.root) / "stages" / stage
         path, built = build_checked(folder, key, build, f"the {stage} cache entry {key}")
         return Entry(path, json.loads((path / META).read_text()), built)
+
+    def find(self, stage: str, key: str) -> Entry | None:
+        """The finished, undamaged entry `stage/key`, or None (nothing is built)."""
+        path = Path(self.root) / "stages" / stage / key
+        if not (path / META).is_file() or damage(path) is not None:
+            return None
+        return Entry(path, json.loads((path / META).read_text()), False)

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "stimuli"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("io", "paths", "schema", "keys", "metrics", "console", "config", "augment", "__init__"),
     ("data", "models", "store"),
-    ("classifier", "training"),
+    ("classifier", "training", "parallel"),
     ("teacher", "identity", "students", "synthesis"),
     ("privacy", "release", "report", "tracking"),
     ("pipeline", "evaluate", "third_party", "run", "audit"),

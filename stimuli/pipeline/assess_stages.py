@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from stimuli.io import write_json
 from stimuli.keys import config_hash, data_identity, mechanism_hash, student_key
 from stimuli.metrics import score
 from stimuli.models import MODELS
+from stimuli.parallel import worker_jobs
 from stimuli.pipeline.build_stages import n_label_teachers
 from stimuli.pipeline.context import RunContext, StageOutput
 from stimuli.privacy.auditor import posteriors, train_person_model
@@ -72,23 +73,33 @@ def students_stage(
         progress=ctx.progress,
         logger_for=ctx.tracker.trainer_logger,
         save_dir=ctx.out / "students",
-        cache=lambda name, variant, fit: cached_student(ctx, name, variant, fit),
+        cache=StoredStudents(ctx),
+        jobs=worker_jobs(ctx.cfg.get("jobs"), ctx.cfg.trainer),
     )
     return StageOutput({"students": students})
 
 
-def cached_student(ctx: RunContext, name: str, variant: str, fit: Callable[[], Student]) -> Student:
-    """Student `name` on `variant` from the store (`stages/students/<key>`), fitted and saved
-    first when absent: a sweep over anything a student does not learn from (privacy settings,
-    other students, a rerun for the audit) trains it once."""
+@dataclass(frozen=True)
+class StoredStudents:
+    """Students in the store (`stages/students/<key>`): a sweep over anything a student does
+    not learn from (privacy settings, other students, a rerun for the audit) fits it once."""
 
-    def write(folder: Path) -> dict:
-        fit().save(folder / "student.joblib")
-        return {"student": name, "variant": variant}
+    ctx: RunContext
 
-    key = student_key(ctx.cfg, dict(ctx.keys), name, variant)
-    entry = ctx.store.entry("students", key, write)
-    return Student.load(entry.path / "student.joblib")
+    def _key(self, name: str, variant: str) -> str:
+        return student_key(self.ctx.cfg, dict(self.ctx.keys), name, variant)
+
+    def load(self, name: str, variant: str) -> Student | None:
+        entry = self.ctx.store.find("students", self._key(name, variant))
+        return None if entry is None else Student.load(entry.path / "student.joblib")
+
+    def save(self, name: str, variant: str, student: Student) -> Student:
+        def write(folder: Path) -> dict:
+            student.save(folder / "student.joblib")
+            return {"student": name, "variant": variant}
+
+        entry = self.ctx.store.entry("students", self._key(name, variant), write)
+        return Student.load(entry.path / "student.joblib")
 
 
 def teacher_architecture_student(cfg) -> str | None:

@@ -20,6 +20,7 @@ from stimuli.data.cohort import CohortDataModule
 from stimuli.identity import identity_ensemble, person_centroids
 from stimuli.io import atomic_path, write_json
 from stimuli.metrics import score
+from stimuli.parallel import worker_jobs
 from stimuli.pipeline.context import RunContext, StageOutput
 from stimuli.store import Entry
 from stimuli.synthesis.competitor import fit_competitor
@@ -154,7 +155,8 @@ def stimuli_stage(
         ]
         n = sum(e.meta["n"] for e in done)
         return StageOutput({"stimuli": None}, {"stimuli": {"shards": indices, "n": n}})
-    entry = stimuli_entry(ctx.store, key, synth, inputs, seed=ctx.seed, trainer=trainer)
+    jobs = worker_jobs(ctx.cfg.get("jobs"), ctx.cfg.trainer)
+    entry = stimuli_entry(ctx.store, key, synth, inputs, seed=ctx.seed, trainer=trainer, jobs=jobs)
     stim = load_stimuli(entry)
     with atomic_path(ctx.out / "stimuli.npz") as tmp:
         np.savez(tmp, **{k: stim[k] for k in ("x", "labels", "teacher_probs")})

@@ -8,7 +8,10 @@ shards `0..i-1` (cached ones are reused), which makes the shards sequential.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
+from stimuli.parallel import run_tasks
 from stimuli.store import ArtifactStore, Entry
 from stimuli.synthesis.synthesize import shard_sizes, synthesize
 
@@ -58,6 +62,10 @@ def shard_indices(cfg: Mapping[str, Any], chosen: Any = None) -> list[int]:
 def _arrays(path: Path, name: str) -> dict[str, np.ndarray]:
     with np.load(path / name) as f:
         return {k: f[k] for k in f.files}
+
+
+def shard_key(key: str, index: int) -> str:
+    return f"{key}-shard{index:04d}"
 
 
 def stimulus_shard(
@@ -111,7 +119,7 @@ def stimulus_shard(
             "loss_history": out["term_history"],
         }
 
-    entry = store.entry("stimuli_shards", f"{key}-shard{index:04d}", write)
+    entry = store.entry("stimuli_shards", shard_key(key, index), write)
     log.info("stimulus shard %d %s", index, "synthesized" if entry.built else "cached")
     return entry
 
@@ -136,11 +144,16 @@ def stimuli_entry(
     *,
     seed: int,
     trainer: Mapping[str, Any] | None = None,
+    jobs: int = 1,
 ) -> Entry:
     """All stimuli keyed `key`: the shards merged in shard order (`stimuli.npz`); its meta holds
-    the size-weighted mean loss terms and their history per step."""
+    the size-weighted mean loss terms and their history per step. With `jobs` > 1 and no
+    competition term (each shard then depends on the shards before it), the missing shards are
+    synthesized side by side in worker processes (`stimuli.parallel`)."""
 
     def write(folder: Path) -> dict:
+        if jobs > 1 and not float(cfg["weights"].get("competition", 0.0)):
+            _synthesize_in_workers(store, key, cfg, inputs, seed, trainer, jobs)
         shards = [
             stimulus_shard(store, key, i, cfg, inputs, seed=seed, trainer=trainer)
             for i in range(n_shards(cfg))
@@ -161,6 +174,45 @@ def stimuli_entry(
         }
 
     return store.entry("stimuli", key, write)
+
+
+def _synthesize_in_workers(
+    store: ArtifactStore,
+    key: str,
+    cfg: Mapping[str, Any],
+    inputs: SynthesisInputs,
+    seed: int,
+    trainer: Mapping[str, Any] | None,
+    jobs: int,
+) -> None:
+    """The shards not yet in the store, synthesized in `jobs` worker processes (each writes its
+    own store entry). The centroids are computed here once, so the workers need no data."""
+    missing = [
+        i for i in range(n_shards(cfg)) if store.find("stimuli_shards", shard_key(key, i)) is None
+    ]
+    if len(missing) < 2:
+        return
+    centroids = inputs.centroids()
+    portable = dataclasses.replace(inputs, centroids=functools.partial(_constant, centroids))
+    quiet = {**cfg, "progress_bar": False}  # bars from several processes would interleave
+    tasks = [
+        functools.partial(
+            stimulus_shard, store, key, i, quiet, portable, seed=seed, trainer=trainer
+        )
+        for i in missing
+    ]
+    t = time.perf_counter()
+    run_tasks(tasks, jobs)
+    log.info(
+        "stimulus shards %s synthesized in %d worker processes in %.1f s",
+        missing,
+        min(jobs, len(missing)),
+        time.perf_counter() - t,
+    )
+
+
+def _constant(value: Tensor | None) -> Tensor | None:
+    return value
 
 
 def load_stimuli(entry: Entry) -> dict[str, np.ndarray]:
