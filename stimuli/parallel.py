@@ -1,15 +1,17 @@
-"""Independent trainings in worker processes: students, label teachers, stimulus shards.
+"""Independent trainings in worker processes: the students and the stimulus shards of a job.
 
-The networks here are small, and on a CPU they use a second thread poorly (a cnn student on
-this project's windows trains 1.14x faster on 2 threads than on 1, an mlp student not at all),
-so `jobs` processes of one thread each do nearly `jobs` times the work of one process with
-`jobs` threads. `run_tasks` runs independent tasks that way through joblib's loky workers
-(reused between calls); with one job it runs them here, in order.
+On a CPU, `jobs` processes of one thread each can do more work than one process with `jobs`
+threads where a network uses the extra threads poorly. Measured in one process on this
+project's 2-core machine (`bench/parallel_training.py`): two stimulus shards synthesize 1.30x
+faster in two workers, while three cnn students alone fit 0.79x as fast (three fits on two
+workers take two one-thread fits), so the students gain only where small fits fill a worker.
+`run_tasks` runs independent tasks that way through joblib's loky workers (reused between
+calls); with one job it runs them here, in order.
 
 A task run in a worker computes with one thread, so its numbers are those of a run with
 `threads=1`, whichever task ran beside it: the seed and the thread count still fix every number.
-Tasks are pickled with cloudpickle, so closures work; a memory-mapped array travels as its file
-name, not its contents.
+Tasks are pickled with cloudpickle, so closures work; joblib hands large arrays to the workers
+through memory-mapped temporary files.
 """
 
 from __future__ import annotations
