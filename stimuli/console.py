@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from typing import Any
 
 # Library warnings that hold for every run of this project by design.
 _WARNINGS = (
@@ -55,7 +56,7 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def terminal_settings() -> dict:
+def terminal_settings() -> dict[str, Any]:
     """What this process silenced, for worker processes (`stimuli.parallel`) to set alike."""
     return {
         "noise": any(isinstance(f, _DropAdvice) for f in logging.getLogger(_LIGHTNING[0]).filters),
@@ -63,7 +64,7 @@ def terminal_settings() -> dict:
     }
 
 
-def apply_terminal_settings(settings: dict) -> None:
+def apply_terminal_settings(settings: dict[str, Any]) -> None:
     if settings.get("noise"):
         quiet_library_noise()
     for name, level in settings.get("levels", {}).items():

@@ -40,7 +40,7 @@ def worker_jobs(jobs: int | None, trainer: Mapping[str, Any] | None = None) -> i
     return torch.get_num_threads() if accelerator == "cpu" else 1
 
 
-def _in_worker(task: Callable[[], T], terminal: dict[str, bool]) -> T:
+def _in_worker(task: Callable[[], T], terminal: dict[str, Any]) -> T:
     torch.set_num_threads(1)
     apply_terminal_settings(terminal)  # `quiet=true` and the silenced library noise hold here too
     return task()

@@ -40,6 +40,13 @@ def test_worker_jobs_follows_the_threads_on_a_cpu_and_is_one_on_a_gpu():
         worker_jobs(0)
 
 
+def test_a_bad_jobs_value_is_refused_before_anything_runs(tmp_path):
+    cfg = compose_config([*TINY_RUN, "jobs=0", "stages=[data]"], tmp_path / "o", tmp_path / "c")
+    with pytest.raises(ValueError, match="jobs must be a positive number of processes or null"):
+        run_pipeline(cfg)
+    assert not (tmp_path / "c").exists()
+
+
 def test_tasks_run_in_order_in_one_thread_workers():
     tasks = [partial(lambda i: (i, torch.get_num_threads()), i) for i in range(3)]
     assert run_tasks(tasks, 2) == [(0, 1), (1, 1), (2, 1)]

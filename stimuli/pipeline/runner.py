@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from stimuli.console import quiet_lightning
 from stimuli.io import write_json
 from stimuli.keys import stage_keys
+from stimuli.parallel import worker_jobs
 from stimuli.pipeline import assess_stages as assess
 from stimuli.pipeline import build_stages as build
 from stimuli.pipeline.context import RunContext, StageOutput
@@ -184,6 +185,7 @@ def run_pipeline(cfg: DictConfig) -> dict:
         quiet_lightning()
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
+    worker_jobs(cfg.get("jobs"))  # a bad `jobs` fails here, before anything trains
     pl.seed_everything(int(cfg.seed), workers=True)
     tracker = Tracker.from_config(cfg, job_type(stages))
     ctx = context(cfg, tracker)

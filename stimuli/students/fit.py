@@ -93,6 +93,8 @@ def fit_students(
     todo = [p for p in pairs if loaded.get(p) is None]
     in_workers = min(jobs, len(todo)) > 1
     loggers = {p: logger_for(f"student-{p[0]}-{p[1]}") for p in todo}
+    # in a worker a student trains with a recorder, replayed into its logger here afterwards
+    fit_loggers = {p: RecordingLogger() if in_workers and loggers[p] else loggers[p] for p in todo}
     tasks = [
         functools.partial(
             _fit_one,
@@ -101,10 +103,9 @@ def fit_students(
             fs=fs,
             seed=seed,
             progress=progress and not in_workers,
-            logger=RecordingLogger() if in_workers and loggers[p] else loggers[p],
+            logger=fit_loggers[name, variant],
         )
-        for p in todo
-        for name, variant in [p]
+        for name, variant in todo
     ]
     fitted = dict(zip(todo, run_tasks(tasks, jobs), strict=True))
     students: Students = {}
