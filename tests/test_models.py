@@ -6,6 +6,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from bench.cnn_block import textbook_blocks
 from stimuli.models import MODELS, build_model, list_models
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf" / "model"
@@ -95,3 +96,25 @@ def test_unknown_name() -> None:
 def test_cnn_has_batchnorm() -> None:
     model = build_model("cnn", n_chans=1, n_outputs=2, n_times=1200)
     assert sum(isinstance(m, nn.BatchNorm1d) for m in model.modules()) >= 3
+
+
+@pytest.mark.parametrize("n_times", [1200, 1203, 61])
+def test_cnn_pooling_matches_relu_then_maxpool_bit_for_bit(n_times: int) -> None:
+    """GroupMax1d before the ReLU gives ReLU → MaxPool1d's outputs and gradients exactly (the
+    teachers, stimuli and students of earlier runs stay what they were)."""
+    torch.manual_seed(0)
+    model = build_model("cnn", n_chans=2, n_outputs=2, n_times=n_times).train()
+    reference = textbook_blocks(model)
+    assert any(isinstance(m, nn.MaxPool1d) for m in reference.modules())
+    x = torch.randn(16, 2, n_times)
+    grads = []
+    for net in (model, reference):
+        xi = x.clone().requires_grad_(True)
+        torch.manual_seed(1)  # the same dropout mask
+        out = net(xi)
+        out.square().sum().backward()
+        grads.append((out.detach(), xi.grad, [p.grad for p in net.parameters()]))
+    (out_a, gx_a, gp_a), (out_b, gx_b, gp_b) = grads
+    assert torch.equal(out_a, out_b)
+    assert torch.equal(gx_a, gx_b)
+    assert all(torch.equal(a, b) for a, b in zip(gp_a, gp_b, strict=True))

@@ -10,10 +10,32 @@ from torch import nn
 from stimuli.models.registry import register
 
 
+class GroupMax1d(nn.Module):
+    """`nn.MaxPool1d(k)` (stride k, a remainder shorter than k dropped) as a max over groups of
+    k samples, placed before the ReLU it would follow: ReLU and max commute, and where the max
+    is not positive the ReLU stops the gradient either way, so values and gradients are those of
+    ReLU → MaxPool1d, bit for bit (tests/test_models.py). It is faster on CPU: the ReLU sees k
+    times fewer samples, and torch's CPU max_pool1d (max_pool2d_with_indices) is slower than a
+    reduction over a view (bench/results/cnn_block.json)."""
+
+    def __init__(self, kernel_size: int) -> None:
+        super().__init__()
+        self.kernel_size = int(kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = self.kernel_size
+        usable = x.shape[-1] // k * k
+        return x[..., :usable].unflatten(-1, (-1, k)).max(dim=-1).values
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}"
+
+
 @register("cnn")
 class CNN(nn.Module):
     """Blocks of Conv1d (same padding) → BatchNorm1d → ReLU → MaxPool1d, then global average
-    pooling, dropout and a linear classifier.
+    pooling, dropout and a linear classifier. (A block pools before its ReLU, with
+    `GroupMax1d`: the same values and gradients as ReLU → MaxPool1d, in less time.)
 
     A block pools only while the remaining length is at least `pool_size`, decided from
     `n_times` at construction, so inputs as short as 60 samples still work.
@@ -40,11 +62,11 @@ class CNN(nn.Module):
             layers += [
                 nn.Conv1d(in_ch, out_ch, kernel_size, padding="same", bias=False),
                 nn.BatchNorm1d(out_ch),
-                nn.ReLU(inplace=True),
             ]
             if length >= pool_size:
-                layers.append(nn.MaxPool1d(pool_size))
+                layers.append(GroupMax1d(pool_size))
                 length //= pool_size
+            layers.append(nn.ReLU(inplace=True))
             in_ch = out_ch
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool1d(1)

@@ -1,0 +1,130 @@
+"""The CNN's block order against the textbook one, measured in one process (stimuli/models/cnn.py).
+
+    python -m bench.cnn_block [--student-steps 200] [--shard-steps 30] [--repeats 3]
+
+`CNN` pools before its ReLU with `GroupMax1d`; the textbook block is Conv → BN → ReLU →
+MaxPool1d. Both give the same numbers bit for bit (tests/test_models.py), so only time differs.
+Each comparison alternates its two arms inside one process (`bench.parallel_training.alternate`)
+and reports the ratio of their median seconds, with this process's torch threads:
+- student: a cnn student (`student_defaults`, the default split's real training windows) fitted
+  for `--student-steps` steps;
+- synthesis: one shard of the default size synthesized for `--shard-steps` steps against the
+  experiment's teacher and identity architectures (random weights: speed does not depend on
+  them), both networks in one order or the other.
+Writes `bench/results/cnn_block.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+from functools import partial
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from bench.parallel_training import alternate
+from stimuli.config import compose_config
+from stimuli.io import write_json
+from stimuli.models import build_model, build_network
+from stimuli.models.cnn import GroupMax1d
+from stimuli.paths import REPO_ROOT
+from stimuli.pipeline.build_stages import build_datamodule
+from stimuli.students.neural import NeuralStudent
+from stimuli.synthesis import synthesize
+
+
+def textbook_blocks(model: nn.Module) -> nn.Module:
+    """A copy of a `CNN` whose blocks run Conv → BN → ReLU → MaxPool1d (same parameters)."""
+    model = copy.deepcopy(model)
+    layers: list[nn.Module] = []
+    pool: nn.Module | None = None
+    for layer in model.features:
+        if isinstance(layer, GroupMax1d):
+            pool = nn.MaxPool1d(layer.kernel_size)
+        elif isinstance(layer, nn.ReLU):
+            layers += [nn.ReLU(inplace=True)] + ([pool] if pool is not None else [])
+            pool = None
+        else:
+            layers.append(layer)
+    model.features = nn.Sequential(*layers)
+    return model
+
+
+def textbook_cnn(**kwargs) -> nn.Module:
+    """The registered cnn with textbook blocks (a network factory for `NeuralStudent`)."""
+    return textbook_blocks(build_model("cnn", **kwargs))
+
+
+def ratio(seconds: dict[str, list[float]], **facts: object) -> dict:
+    textbook, grouped = (statistics.median(seconds[k]) for k in ("textbook", "group_max"))
+    return {**facts, "seconds": seconds, "speedup": round(textbook / grouped, 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--student-steps", type=int, default=200)
+    parser.add_argument("--shard-steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    cfg = compose_config(["+experiment=apnea_cnn", "quiet=true", "paths.output_dir=."])
+    dm = build_datamodule(cfg, progress=False)
+    x, y, _ = dm.datasets["train"].arrays()
+    defaults = OmegaConf.to_container(cfg.student_defaults, resolve=True)
+    defaults.pop("mixup", None)
+    defaults.update(steps=args.student_steps)
+
+    def student(model) -> None:
+        NeuralStudent(model, **defaults).fit(x, y)
+
+    torch.manual_seed(0)
+    teacher = build_network(cfg.model, dm.n_chans, 2, dm.n_times).eval().requires_grad_(False)
+    identity = build_network(cfg.identity.model, dm.n_chans, 14, dm.n_times)
+    identity = identity.eval().requires_grad_(False)
+    synth = OmegaConf.to_container(cfg.synthesis, resolve=True)
+    size = int(synth["shard_size"])
+    synth.update(n=size, steps=args.shard_steps, progress_bar=False)
+
+    def shard(nets: tuple[nn.Module, nn.Module]) -> None:
+        synthesize(
+            nets[0], n_chans=dm.n_chans, n_times=dm.n_times, n_classes=2, cfg=synth,
+            identity_model=nets[1], seed=0,
+        )  # fmt: skip
+
+    textbook_nets = (textbook_blocks(teacher), textbook_blocks(identity))
+    result = {
+        "benchmark": "cnn_block",
+        "command": "python -m bench.cnn_block",
+        "threads": torch.get_num_threads(),
+        "student": ratio(
+            alternate(
+                {
+                    "textbook": partial(student, textbook_cnn),
+                    "group_max": partial(student, "cnn"),
+                },
+                args.repeats,
+            ),
+            steps=args.student_steps,
+            windows=len(y),
+        ),
+        "synthesis": ratio(
+            alternate(
+                {
+                    "textbook": partial(shard, textbook_nets),
+                    "group_max": partial(shard, (teacher, identity)),
+                },
+                args.repeats,
+            ),
+            shard_size=size,
+            steps=args.shard_steps,
+        ),
+    }
+    write_json(REPO_ROOT / "bench" / "results" / "cnn_block.json", result)
+    for part in ("student", "synthesis"):
+        print(f"{part}: {result[part]['seconds']} -> group max {result[part]['speedup']}x")
+
+
+if __name__ == "__main__":
+    main()
