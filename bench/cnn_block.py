@@ -1,11 +1,13 @@
 """The CNN's block order against the textbook one, measured in one process (stimuli/models/cnn.py).
 
-    python -m bench.cnn_block [--student-steps 200] [--shard-steps 30] [--repeats 3]
+    python -m bench.cnn_block [--threads N] [--student-steps 200] [--shard-steps 30]
+                              [--repeats 3]
 
 `CNN` pools before its ReLU with `GroupMax1d`; the textbook block is Conv → BN → ReLU →
 MaxPool1d. Both give the same numbers bit for bit (tests/test_models.py), so only time differs.
 Each comparison alternates its two arms inside one process (`bench.parallel_training.alternate`)
-and reports the ratio of their median seconds, with this process's torch threads:
+after one untimed run of each (start-up costs), and reports the ratio of their median seconds,
+with `--threads` torch threads (default torch's; the audit's jobs run with 1):
 - student: a cnn student (`student_defaults`, the default split's real training windows) fitted
   for `--student-steps` steps;
 - synthesis: one shard of the default size synthesized for `--shard-steps` steps against the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+from collections.abc import Callable
 from functools import partial
 
 import torch
@@ -58,6 +61,13 @@ def textbook_cnn(**kwargs) -> nn.Module:
     return textbook_blocks(build_model("cnn", **kwargs))
 
 
+def timed(arms: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """`alternate` after one untimed run of each arm."""
+    for arm in arms.values():
+        arm()
+    return alternate(arms, repeats)
+
+
 def ratio(seconds: dict[str, list[float]], **facts: object) -> dict:
     textbook, grouped = (statistics.median(seconds[k]) for k in ("textbook", "group_max"))
     return {**facts, "seconds": seconds, "speedup": round(textbook / grouped, 3)}
@@ -68,7 +78,10 @@ def main() -> None:
     parser.add_argument("--student-steps", type=int, default=200)
     parser.add_argument("--shard-steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     cfg = compose_config(["+experiment=apnea_cnn", "quiet=true", "paths.output_dir=."])
     dm = build_datamodule(cfg, progress=False)
     x, y, _ = dm.datasets["train"].arrays()
@@ -96,10 +109,11 @@ def main() -> None:
     textbook_nets = (textbook_blocks(teacher), textbook_blocks(identity))
     result = {
         "benchmark": "cnn_block",
-        "command": "python -m bench.cnn_block",
+        "command": "python -m bench.cnn_block"
+        + (f" --threads {args.threads}" if args.threads else ""),
         "threads": torch.get_num_threads(),
         "student": ratio(
-            alternate(
+            timed(
                 {
                     "textbook": partial(student, textbook_cnn),
                     "group_max": partial(student, "cnn"),
@@ -110,7 +124,7 @@ def main() -> None:
             windows=len(y),
         ),
         "synthesis": ratio(
-            alternate(
+            timed(
                 {
                     "textbook": partial(shard, textbook_nets),
                     "group_max": partial(shard, (teacher, identity)),

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from stimuli.data.apnea_ecg import ApneaECGDataModule
 from stimuli.data.windows import early_in_night
 from stimuli.models import build_network
 from stimuli.pipeline import open_job
@@ -42,6 +43,24 @@ def tiny(tiny_run, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     dm, stim = job.get("dm"), job.get("stimuli")
     cand = Candidates.from_datamodule(dm, 0.3)
     return SimpleNamespace(cfg=job.ctx.cfg, dm=dm, stim=stim, cand=cand, run=tiny_run)
+
+
+def test_auditor_windows_do_not_depend_on_the_person_split(full_dm, apnea_root, full_cache_dir):
+    """The audit's splits share one auditor, trained by whichever job gets there first: its
+    windows, labels and their order must be those of every split (in split order they were not,
+    and two audits of one mechanism trained different auditors)."""
+    seen = []
+    for seed in (0, 1):
+        dm = ApneaECGDataModule(
+            root=apnea_root, cache_dir=full_cache_dir, progress=False, split={"seed": seed}
+        )
+        cand = Candidates.from_datamodule(dm, 0.3)
+        rows = cand.early_rows()
+        assert cand.early[rows].all() and len(rows) == cand.early.sum()
+        seen.append((cand.x[rows], cand.slot[rows], cand.member))
+    (x0, slot0, member0), (x1, slot1, member1) = seen
+    assert not np.array_equal(member0, member1)  # the splits differ
+    assert np.array_equal(slot0, slot1) and np.array_equal(x0, x1)
 
 
 # --- statistics ------------------------------------------------------------------------------

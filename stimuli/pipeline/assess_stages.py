@@ -187,12 +187,12 @@ def cached_auditor(
     other-night attacker (`other_night`). It does not depend on the person split, so the K
     runs of an audit share one entry."""
     seed = ctx.seed + int(cfg["seed_offset"])
-    early = cand.early
+    rows = cand.early_rows()
 
     def write(folder: Path) -> dict:
         model = train_person_model(
-            RowView(cand.x, np.flatnonzero(early)),  # the early windows, not a copy of them
-            cand.slot[early],
+            RowView(cand.x, rows),  # the early windows, not a copy of them
+            cand.slot[rows],
             cand.n_persons,
             {**cfg, "trainer": placement(ctx.cfg.trainer)},
             seed,
@@ -201,9 +201,11 @@ def cached_auditor(
         return {"n_persons": cand.n_persons}
 
     data = {k: v for k, v in data_identity(ctx.cfg).items() if k != "split"}
+    # "person_order": entries trained before `early_rows` saw the windows in split order
     key = config_hash(
-        "auditor", data, cfg, seed, *([attacker] if attacker != "early_parts" else [])
-    )
+        "auditor", data, cfg, seed, "person_order",
+        *([attacker] if attacker != "early_parts" else []),
+    )  # fmt: skip
     entry = ctx.store.entry("auditor", key, write)
     return torch.load(entry.path / "model.pt", weights_only=False).eval()
 

@@ -95,6 +95,14 @@ class Candidates:
     def persons(self) -> np.ndarray:
         return np.unique(self.person)
 
+    def early_rows(self) -> np.ndarray:
+        """The rows of the `early` windows person by person, each person's in cohort order: the
+        same windows in the same order whatever the person split (the rows themselves come
+        grouped by split), so the one auditor an audit's splits share is the same model
+        whichever split's job trains it."""
+        rows = np.flatnonzero(self.early)
+        return rows[np.argsort(self.person[rows], kind="stable")]
+
     @property
     def slot(self) -> np.ndarray:
         return np.searchsorted(self.persons, self.person)
