@@ -5,7 +5,7 @@
 
 `CNN` pools before its ReLU with `GroupMax1d`; the textbook block is Conv → BN → ReLU →
 MaxPool1d. Both give the same numbers bit for bit (tests/test_models.py), so only time differs.
-Each comparison alternates its two arms inside one process (`bench.parallel_training.alternate`)
+Each comparison alternates its two arms inside one process (`bench.arms.alternate`)
 after one untimed run of each (start-up costs), and reports the ratio of their median seconds,
 with `--threads` torch threads (default torch's; the audit's jobs run with 1):
 - student: a cnn student (`student_defaults`, the default split's real training windows) fitted
@@ -20,23 +20,20 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 from collections.abc import Callable
 from functools import partial
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from bench.parallel_training import alternate
+from bench.arms import alternate, shard_workload, speedup, student_settings
 from stimuli.config import compose_config
 from stimuli.io import write_json
-from stimuli.models import build_model, build_network
+from stimuli.models import build_model
 from stimuli.models.cnn import GroupMax1d
 from stimuli.paths import REPO_ROOT
 from stimuli.pipeline.build_stages import build_datamodule
 from stimuli.students.neural import NeuralStudent
-from stimuli.synthesis import synthesize
 
 
 def textbook_blocks(model: nn.Module) -> nn.Module:
@@ -68,11 +65,6 @@ def timed(arms: dict[str, Callable[[], object]], repeats: int) -> dict[str, list
     return alternate(arms, repeats)
 
 
-def ratio(seconds: dict[str, list[float]], **facts: object) -> dict:
-    textbook, grouped = (statistics.median(seconds[k]) for k in ("textbook", "group_max"))
-    return {**facts, "seconds": seconds, "speedup": round(textbook / grouped, 3)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--student-steps", type=int, default=200)
@@ -85,34 +77,19 @@ def main() -> None:
     cfg = compose_config(["+experiment=apnea_cnn", "quiet=true", "paths.output_dir=."])
     dm = build_datamodule(cfg, progress=False)
     x, y, _ = dm.datasets["train"].arrays()
-    defaults = OmegaConf.to_container(cfg.student_defaults, resolve=True)
-    defaults.pop("mixup", None)
-    defaults.update(steps=args.student_steps)
+    settings = student_settings(cfg, args.student_steps)
 
     def student(model) -> None:
-        NeuralStudent(model, **defaults).fit(x, y)
+        NeuralStudent(model, **settings).fit(x, y)
 
-    torch.manual_seed(0)
-    teacher = build_network(cfg.model, dm.n_chans, 2, dm.n_times).eval().requires_grad_(False)
-    identity = build_network(cfg.identity.model, dm.n_chans, 14, dm.n_times)
-    identity = identity.eval().requires_grad_(False)
-    synth = OmegaConf.to_container(cfg.synthesis, resolve=True)
-    size = int(synth["shard_size"])
-    synth.update(n=size, steps=args.shard_steps, progress_bar=False)
-
-    def shard(nets: tuple[nn.Module, nn.Module]) -> None:
-        synthesize(
-            nets[0], n_chans=dm.n_chans, n_times=dm.n_times, n_classes=2, cfg=synth,
-            identity_model=nets[1], seed=0,
-        )  # fmt: skip
-
+    teacher, identity, shard = shard_workload(cfg, dm, args.shard_steps)
     textbook_nets = (textbook_blocks(teacher), textbook_blocks(identity))
     result = {
         "benchmark": "cnn_block",
         "command": "python -m bench.cnn_block"
         + (f" --threads {args.threads}" if args.threads else ""),
         "threads": torch.get_num_threads(),
-        "student": ratio(
+        "student": speedup(
             timed(
                 {
                     "textbook": partial(student, textbook_cnn),
@@ -120,18 +97,22 @@ def main() -> None:
                 },
                 args.repeats,
             ),
+            "textbook",
+            "group_max",
             steps=args.student_steps,
             windows=len(y),
         ),
-        "synthesis": ratio(
+        "synthesis": speedup(
             timed(
                 {
-                    "textbook": partial(shard, textbook_nets),
-                    "group_max": partial(shard, (teacher, identity)),
+                    "textbook": partial(shard, *textbook_nets),
+                    "group_max": partial(shard, teacher, identity),
                 },
                 args.repeats,
             ),
-            shard_size=size,
+            "textbook",
+            "group_max",
+            shard_size=int(cfg.synthesis.shard_size),
             steps=args.shard_steps,
         ),
     }

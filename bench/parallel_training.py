@@ -18,39 +18,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import statistics
-import time
-from collections.abc import Callable
 from functools import partial
 
 import torch
-from omegaconf import OmegaConf
 
+from bench.arms import alternate, shard_workload, speedup, student_settings
 from stimuli.config import compose_config
 from stimuli.io import write_json
-from stimuli.models import build_network
 from stimuli.parallel import run_tasks, worker_jobs
 from stimuli.paths import REPO_ROOT
 from stimuli.pipeline.build_stages import build_datamodule
 from stimuli.students.fit import fit_students
 from stimuli.students.neural import NeuralStudent
-from stimuli.synthesis import synthesize
-
-
-def alternate(arms: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each arm, the arms run in turn `repeats` times."""
-    seconds: dict[str, list[float]] = {name: [] for name in arms}
-    for _ in range(repeats):
-        for name, arm in arms.items():
-            t = time.perf_counter()
-            arm()
-            seconds[name].append(round(time.perf_counter() - t, 2))
-    return seconds
-
-
-def comparison(seconds: dict[str, list[float]], **facts: object) -> dict:
-    one, workers = (statistics.median(seconds[k]) for k in ("in_process", "workers"))
-    return {**facts, "seconds": seconds, "speedup": round(one / workers, 3)}
 
 
 def main() -> None:
@@ -65,34 +44,15 @@ def main() -> None:
     jobs = worker_jobs(None)
     dm = build_datamodule(cfg, progress=False)
     x, y, _ = dm.datasets["train"].arrays()
-    defaults = OmegaConf.to_container(cfg.student_defaults, resolve=True)
-    defaults.pop("mixup", None)
-    defaults.update(steps=args.student_steps)
-    factory = partial(NeuralStudent, "cnn", **defaults)
+    factory = partial(NeuralStudent, "cnn", **student_settings(cfg, args.student_steps))
     factories = {f"cnn{i}": factory for i in range(args.students)}
 
     def students(n_jobs: int) -> None:
         fit_students(factories, {"real": (x, y, None)}, fs=dm.fs, seed=0, jobs=n_jobs)
 
-    torch.manual_seed(0)
-    teacher = build_network(cfg.model, dm.n_chans, 2, dm.n_times).eval().requires_grad_(False)
-    identity = build_network(cfg.identity.model, dm.n_chans, 14, dm.n_times)
-    identity = identity.eval().requires_grad_(False)
-    synth = OmegaConf.to_container(cfg.synthesis, resolve=True)
-    size = int(synth["shard_size"])
-    synth.update(n=size, steps=args.shard_steps, progress_bar=False)
-
-    def shard(seed: int) -> None:
-        synthesize(
-            teacher,
-            n_chans=dm.n_chans,
-            n_times=dm.n_times,
-            n_classes=2,
-            cfg=synth,
-            identity_model=identity,
-            seed=seed,
-        )
-
+    teacher, identity, shard_of = shard_workload(cfg, dm, args.shard_steps)
+    size = int(cfg.synthesis.shard_size)
+    shard = partial(shard_of, teacher, identity)
     tasks = [partial(shard, i) for i in range(args.shards)]
     warm = [lambda: importlib.import_module("stimuli.students.neural") and None] * jobs
     run_tasks(warm, jobs)  # start the workers before the clock: a job pays this once
@@ -101,16 +61,18 @@ def main() -> None:
         "command": "python -m bench.parallel_training",
         "threads": torch.get_num_threads(),
         "jobs": jobs,
-        "students": comparison(
+        "students": speedup(
             alternate(
                 {"in_process": lambda: students(1), "workers": lambda: students(jobs)},
                 args.repeats,
             ),
+            "in_process",
+            "workers",
             n=args.students,
             steps=args.student_steps,
             windows=len(y),
         ),
-        "synthesis": comparison(
+        "synthesis": speedup(
             alternate(
                 {
                     "in_process": lambda: run_tasks(tasks, 1),
@@ -118,6 +80,8 @@ def main() -> None:
                 },
                 args.repeats,
             ),
+            "in_process",
+            "workers",
             shards=args.shards,
             shard_size=size,
             steps=args.shard_steps,

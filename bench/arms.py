@@ -1,0 +1,59 @@
+"""What the in-process comparisons of `bench/` share: alternated arms, their speed-up, and the
+default student and stimulus-shard workloads of `+experiment=apnea_cnn`."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from stimuli.data.cohort import CohortDataModule
+from stimuli.models import build_network
+from stimuli.synthesis import synthesize
+
+
+def alternate(arms: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each arm, the arms run in turn `repeats` times."""
+    seconds: dict[str, list[float]] = {name: [] for name in arms}
+    for _ in range(repeats):
+        for name, arm in arms.items():
+            t = time.perf_counter()
+            arm()
+            seconds[name].append(round(time.perf_counter() - t, 2))
+    return seconds
+
+
+def speedup(seconds: dict[str, list[float]], base: str, other: str, **facts: object) -> dict:
+    """`facts`, the seconds, and how many times faster `other` ran than `base` (medians)."""
+    ratio = statistics.median(seconds[base]) / statistics.median(seconds[other])
+    return {**facts, "seconds": seconds, "speedup": round(ratio, 3)}
+
+
+def student_settings(cfg: DictConfig, steps: int) -> dict:
+    """`student_defaults` for a `NeuralStudent`, with `steps` steps."""
+    settings = OmegaConf.to_container(cfg.student_defaults, resolve=True)
+    settings.pop("mixup", None)
+    return {**settings, "steps": steps}
+
+
+def shard_workload(
+    cfg: DictConfig, dm: CohortDataModule, steps: int
+) -> tuple[nn.Module, nn.Module, Callable[..., object]]:
+    """The experiment's teacher and identity architectures (random weights: speed does not depend
+    on them) and `shard(teacher, identity, seed)`, one default-size shard of `steps` steps."""
+    torch.manual_seed(0)
+    teacher = build_network(cfg.model, dm.n_chans, 2, dm.n_times).eval().requires_grad_(False)
+    identity = build_network(cfg.identity.model, dm.n_chans, 14, dm.n_times)
+    synth = OmegaConf.to_container(cfg.synthesis, resolve=True)
+    synth.update(n=int(synth["shard_size"]), steps=steps, progress_bar=False)
+    shard = partial(synthesize, n_chans=dm.n_chans, n_times=dm.n_times, n_classes=2, cfg=synth)
+
+    def run(teacher: nn.Module, identity: nn.Module, seed: int = 0) -> object:
+        return shard(teacher, identity_model=identity, seed=seed)
+
+    return teacher, identity.eval().requires_grad_(False), run
