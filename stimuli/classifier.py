@@ -130,7 +130,8 @@ def _batch(x: Tensor | np.ndarray, i: int, batch_size: int, device: torch.device
     is copied one batch at a time, never as a whole."""
     part = x[i : i + batch_size]
     if isinstance(part, np.ndarray):
-        part = torch.from_numpy(np.array(part, dtype=np.float32, copy=not part.flags.writeable))
+        part = np.asarray(part, dtype=np.float32)  # a view when it already is float32
+        part = torch.from_numpy(part if part.flags.writeable else part.copy())
     return part.to(device)
 
 

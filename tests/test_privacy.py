@@ -10,15 +10,24 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sklearn.neighbors import NearestNeighbors
 
 from stimuli.data.apnea_ecg import ApneaECGDataModule
+from stimuli.data.datasets import RowView, WindowView
 from stimuli.data.windows import early_in_night
 from stimuli.models import build_network
 from stimuli.pipeline import open_job
 from stimuli.privacy.auditor import posteriors
 from stimuli.privacy.candidates import Candidates
 from stimuli.privacy.criteria import ONE_SPLIT, known_truth_releases
-from stimuli.privacy.dcr import copy_threshold, distance_to_closest_record, per_person_standardized
+from stimuli.privacy.dcr import (
+    balanced_windows,
+    copy_threshold,
+    distance_to_closest_record,
+    per_person_nearest,
+    per_person_standardized,
+)
+from stimuli.privacy.neighbours import knn, nearest_other
 from stimuli.privacy.roc import clopper_pearson, epsilon_lower_bound, family_roc, tpr_at
 from stimuli.privacy.stats import attribution_stats, weighted_aucs
 from stimuli.privacy.verdict import CRITERIA, calibrate, judge_roc, verdict
@@ -213,6 +222,21 @@ def test_verdict_needs_powered_valid_criteria_and_names_the_failing_ones(release
     assert pooled["release"]["in_out"]["auditor_mass"]["n_members"] > 0
 
 
+def test_chunked_nearest_neighbours_are_the_whole_search():
+    """`knn` reads both sides a few rows at a time; it must find what one brute-force search over
+    everything finds, ties (exact duplicates) going to the first reference row."""
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((53, 2, 6)).astype(np.float32)
+    ref[40] = ref[3]  # a duplicate in a later chunk
+    query = np.concatenate([rng.standard_normal((20, 2, 6)).astype(np.float32), ref[[3, 17]]])
+    whole = NearestNeighbors(n_neighbors=3, algorithm="brute").fit(ref.reshape(53, -1))
+    d_want, i_want = whole.kneighbors(query.reshape(len(query), -1))
+    d, i = knn(RowView(ref, np.arange(53)), query, k=3, chunk=7)
+    assert np.array_equal(i, i_want) and np.allclose(d, d_want, rtol=1e-6)
+    assert i[-2, 0] == 3 and i[-2, 1] == 40  # the duplicate: the first row first
+    assert np.array_equal(nearest_other(ref, np.array([3, 17])), [0.0, d_want[-1, 1]])
+
+
 # --- the criteria on real windows -------------------------------------------------------------
 def test_candidates_hold_every_person_with_a_time_split_per_night(tiny):
     cand = tiny.cand
@@ -223,6 +247,10 @@ def test_candidates_hold_every_person_with_a_time_split_per_night(tiny):
         assert 0.6 < share < 0.8
     assert early_in_night(np.zeros(10, int), np.arange(10), 0.3).sum() == 7
     assert cand.features.shape == (len(cand.x), len(cand.feature_names))
+    # read from the cache's memory map on demand, in train, val, test order: never a copy
+    assert isinstance(cand.x, WindowView) and cand.x.x is tiny.dm.cache.x
+    parts = [tiny.dm.datasets[s].arrays()[0] for s in ("train", "val", "test")]
+    assert np.array_equal(cand.x[0 : len(cand.x)], np.concatenate(parts))
 
 
 def test_known_truth_releases_are_real_member_windows_and_noise(tiny):
@@ -247,6 +275,10 @@ def test_dcr_calibrated_per_person_keeps_the_placebo_at_half_and_flags_copies(ti
     leaky = distance_to_closest_record(cand, releases["leaky"][0], seed=0, **kw)
     assert placebo["ci_low"] <= 0.5 <= placebo["ci_high"] and placebo["near_copies"] == 0
     assert leaky["near_copies"] == len(releases["leaky"][0]) and leaky["share"] > placebo["share"]
+    take = balanced_windows(cand, 50, 0)  # read 13 at a time, persons cut at chunk edges
+    chunked = per_person_nearest(cand, releases["leaky"][0], take, chunk=13)
+    whole = per_person_nearest(cand, releases["leaky"][0], take, chunk=len(take))
+    assert np.isfinite(whole).all() and np.allclose(chunked, whole, rtol=1e-5, atol=1e-5)
     z = per_person_standardized(np.array([[0.0, 2.0], [1.0, 4.0], [2.0, 8.0]]))
     assert np.allclose(np.median(z, axis=0), 0) and z[0, 0] < -3  # a copy stands out
 

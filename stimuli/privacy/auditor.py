@@ -45,8 +45,10 @@ def train_person_model(
     return module.model.eval()
 
 
-def posteriors(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    return predict_proba(model, torch.from_numpy(np.asarray(x, dtype=np.float32))).numpy()
+def posteriors(model: torch.nn.Module, x: np.ndarray | RowView) -> np.ndarray:
+    """The person posteriors of windows `x` (an array, a memory map or a `RowView`), read one
+    batch at a time."""
+    return predict_proba(model, x).numpy()
 
 
 def train_auditor(

@@ -18,25 +18,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stimuli.data.cohort import CohortDataModule
+from stimuli.data.datasets import WindowView
 from stimuli.data.windows import early_in_night
 from stimuli.students.features import feature_names, window_features
 
 SPLITS = ("train", "val", "test")
 
 
-READ_ROWS = 4096  # windows read from the cache at a time
-
-
 @dataclass
 class Candidates:
     """Windows of every person with their labels, persons, membership and time split.
 
+    `x` reads the windows from the cache's memory map on demand (a `WindowView`; an array in
+    tests): the attacks read it in chunks, so the cohort is never held in memory whole.
     `person` holds global person indices; `persons` the sorted distinct ones, and per-person
     arrays (`is_member`) follow that order. `slot[i]` is the position of window i's person in
     `persons`.
     """
 
-    x: np.ndarray  # (N, n_chans, n_times), normalized as the teacher saw them
+    x: np.ndarray | WindowView  # (N, n_chans, n_times), normalized as the teacher saw them
     y: np.ndarray  # apnea labels
     person: np.ndarray
     member: np.ndarray  # window of a training person
@@ -46,28 +46,19 @@ class Candidates:
 
     @classmethod
     def from_datamodule(cls, dm: CohortDataModule, holdout: float) -> Candidates:
+        """The train, val and test windows, in that order (the splits share one normalization)."""
         dm.setup()
-        parts = {s: dm.datasets[s] for s in SPLITS}
-        # one array for every window, filled a chunk at a time: never a second copy of the cohort
-        x = np.empty((sum(map(len, parts.values())), dm.n_chans, dm.n_times), dtype=np.float32)
-        ys, ps, member, early = [], [], [], []
-        for split, ds in parts.items():
-            start, view = sum(map(len, ys)), ds.view()
-            for i in range(0, len(ds), READ_ROWS):
-                part = view[i : i + READ_ROWS]
-                x[start + i : start + i + len(part)] = part
-            record = np.asarray(dm.cache.record_index[ds.indices])
-            segment = np.asarray(dm.cache.segment_index[ds.indices])
-            ys.append(np.asarray(ds.labels(), dtype=np.int64))
-            ps.append(np.asarray(ds.person[ds.indices], dtype=np.int64))
-            member.append(np.full(len(ds), split == "train"))
-            early.append(early_in_night(record, segment, holdout))
+        parts = [dm.datasets[s] for s in SPLITS]
+        rows = np.concatenate([ds.indices for ds in parts])
+        record, segment = (
+            np.asarray(a[rows]) for a in (dm.cache.record_index, dm.cache.segment_index)
+        )
         return cls(
-            x=x,
-            y=np.concatenate(ys),
-            person=np.concatenate(ps),
-            member=np.concatenate(member),
-            early=np.concatenate(early),
+            x=WindowView(parts[0], rows),
+            y=np.concatenate([np.asarray(ds.labels(), dtype=np.int64) for ds in parts]),
+            person=np.asarray(dm.window_person[rows], dtype=np.int64),
+            member=np.concatenate([np.full(len(ds), s == "train") for s, ds in zip(SPLITS, parts)]),
+            early=early_in_night(record, segment, holdout),
             fs=float(dm.fs),
         )
 
@@ -80,14 +71,15 @@ class Candidates:
         dm.setup()
         if "attacker" not in dm.datasets:
             raise ValueError("the other-night attacker needs privacy.attacker_nights=true")
-        x, y, p = dm.datasets["attacker"].arrays()
+        ds = dm.datasets["attacker"]
+        p = np.asarray(ds.person[ds.indices], dtype=np.int64)
         train = [dm.person_ids.index(q) for q in dm.split_persons["train"]]
         return cls(
-            x=x,
-            y=np.asarray(y, dtype=np.int64),
-            person=np.asarray(p, dtype=np.int64),
+            x=ds.view(),
+            y=np.asarray(ds.labels(), dtype=np.int64),
+            person=p,
             member=np.isin(p, train),
-            early=np.ones(len(y), dtype=bool),
+            early=np.ones(len(p), dtype=bool),
             fs=float(dm.fs),
         )
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from stimuli.data.datasets import RowView
 from stimuli.privacy.anonymeter_risks import anonymeter_risks
 from stimuli.privacy.candidates import Candidates
 from stimuli.privacy.dcr import copy_threshold, distance_to_closest_record
@@ -80,17 +81,17 @@ def auditor_control(
 
 def late_part_control(cand: Candidates, auditor: Callable[[np.ndarray], np.ndarray]) -> dict:
     """The auditor on the late part of every night it learned the early part of."""
-    late = ~cand.early
-    return auditor_control(auditor, cand.x[late], cand.slot[late], cand.n_persons)
+    late = np.flatnonzero(~cand.early)
+    return auditor_control(auditor, RowView(cand.x, late), cand.slot[late], cand.n_persons)
 
 
 def other_nights_control(
     owner: Candidates, attacker: Candidates, auditor: Callable[[np.ndarray], np.ndarray]
 ) -> dict:
     """The other-night auditor on the owner's nights of the persons it learned another night of."""
-    shown = np.isin(owner.person, attacker.persons)
+    shown = np.flatnonzero(np.isin(owner.person, attacker.persons))
     slot = np.searchsorted(attacker.persons, owner.person[shown])
-    return auditor_control(auditor, owner.x[shown], slot, attacker.n_persons)
+    return auditor_control(auditor, RowView(owner.x, shown), slot, attacker.n_persons)
 
 
 @dataclass

@@ -24,25 +24,29 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import pairwise_distances_chunked
+from sklearn.metrics import pairwise_distances
 
+from stimuli.data.datasets import RowView
 from stimuli.privacy.candidates import Candidates
-from stimuli.privacy.neighbours import flat, knn, nearest_other
+from stimuli.privacy.neighbours import READ_ROWS, flat, knn, nearest_other
 from stimuli.privacy.stats import rng_for
 
 
-def per_person_nearest(cand: Candidates, x: np.ndarray, take: np.ndarray) -> np.ndarray:
+def per_person_nearest(
+    cand: Candidates, x: np.ndarray, take: np.ndarray, chunk: int = READ_ROWS
+) -> np.ndarray:
     """(len(x), n_persons): each released window's distance to the nearest of the windows
-    `take` (indices into `cand`) of each person."""
+    `take` (indices into `cand`) of each person, read `chunk` windows at a time."""
     order = take[np.argsort(cand.slot[take], kind="stable")]
-    slots = cand.slot[order]
-    starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
-    ref = flat(cand.x[order])
+    query = flat(x)
     out = np.full((len(x), cand.n_persons), np.inf)
-    row = 0
-    for block in pairwise_distances_chunked(flat(x), ref, working_memory=256):
-        out[row : row + len(block)][:, slots[starts]] = np.minimum.reduceat(block, starts, axis=1)
-        row += len(block)
+    for start in range(0, len(order), chunk):
+        rows = order[start : start + chunk]
+        slots = cand.slot[rows]
+        starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
+        block = pairwise_distances(query, flat(cand.x[rows]))
+        cols = slots[starts]  # a person cut by a chunk's edge keeps the smaller of its minima
+        out[:, cols] = np.minimum(out[:, cols], np.minimum.reduceat(block, starts, axis=1))
     return out
 
 
@@ -72,7 +76,8 @@ def copy_threshold(cand: Candidates, cfg: Mapping[str, Any], seed: int) -> float
     rng = rng_for(seed, "dcr threshold")
     n = min(len(members), int(cfg.get("max_windows", 3000)))
     sample = rng.choice(len(members), n, replace=False)
-    return float(np.percentile(nearest_other(cand.x[members], sample), float(cfg["percentile"])))
+    nearest = nearest_other(RowView(cand.x, members), sample)
+    return float(np.percentile(nearest, float(cfg["percentile"])))
 
 
 def distance_to_closest_record(
@@ -106,9 +111,11 @@ def distance_to_closest_record(
     # the point: balanced subsets of distinct persons; the interval: persons resampled
     point = float(np.mean([drawn(False) for _ in range(max(n_bootstrap // 5, 1))]))
     draws = [drawn(True) for _ in range(n_bootstrap)]
-    ratio = raw[:, members].min(1) / raw[:, others].min(1)
+    near_in, near_out = raw[:, members].min(1), raw[:, others].min(1)
+    with np.errstate(divide="ignore", invalid="ignore"):  # 1 where both are exact copies
+        ratio = np.where((near_in == 0) & (near_out == 0), 1.0, near_in / near_out)
     low, high = np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2])
-    nearest_member = knn(cand.x[cand.member], x, 1)[0][:, 0]
+    nearest_member = knn(RowView(cand.x, np.flatnonzero(cand.member)), x, 1)[0][:, 0]
     return {
         "share": point,
         "ci_low": float(low),

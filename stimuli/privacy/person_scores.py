@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
+from stimuli.data.datasets import RowView
 from stimuli.privacy.candidates import Candidates
-from stimuli.privacy.neighbours import knn
+from stimuli.privacy.neighbours import READ_ROWS, knn
 from stimuli.students.base import Student
 from stimuli.students.features import window_features
 
@@ -101,13 +102,18 @@ def person_scores(
         "raw": (cand.x, x),
         "features": (space.candidates, feats),
     }.items():
-        nearest = knn(ref[early], query, 1)[1][:, 0]
+        nearest = knn(RowView(ref, early), query, 1)[1][:, 0]
         scores[f"nn_{view}"] = _share(cand, slot[early][nearest])
         log_d = _log_distance(knn(query, ref, 1)[0][:, 0])
         scores[f"dist_{view}"] = -cand.per_person_mean(log_d)
         scores[f"dist_{view}_min"] = -cand.per_person_min(log_d)
     for name, student in students.items():
-        proba = np.asarray(student.predict_proba(cand.x))
+        proba = np.concatenate(
+            [
+                student.predict_proba(cand.x[i : i + READ_ROWS])
+                for i in range(0, len(cand.y), READ_ROWS)
+            ]
+        )
         ce = -np.log(np.clip(proba[np.arange(len(cand.y)), cand.y], 1e-7, 1.0))
         scores[f"loss/{name}"] = -cand.per_person_mean(ce)
     return scores

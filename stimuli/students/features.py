@@ -100,9 +100,10 @@ def window_features(x: np.ndarray, fs: float) -> np.ndarray:
     """`(N, n_chans * F)` features of windows `x` `(N, n_chans, n_times)` (an array or anything
     sliced by rows, e.g. a `WindowView`), computed `CHUNK` windows at a time: the Welch spectra
     and float64 copies of a whole split would otherwise take several times its size."""
-    if (isinstance(x, np.ndarray) and x.ndim != 3) or len(x) <= CHUNK:
+    if isinstance(x, np.ndarray) and (x.ndim != 3 or len(x) <= CHUNK):
         return _chunk_features(x, fs)
-    return np.concatenate([_chunk_features(x[i : i + CHUNK], fs) for i in range(0, len(x), CHUNK)])
+    chunks = range(0, max(len(x), 1), CHUNK)  # a view is read even when short
+    return np.concatenate([_chunk_features(x[i : i + CHUNK], fs) for i in chunks])
 
 
 def _chunk_features(x: np.ndarray, fs: float) -> np.ndarray:
