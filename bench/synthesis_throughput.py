@@ -1,6 +1,6 @@
 """Synthesis throughput against its bound: the forward+backward of every network its loss uses.
 
-    python -m bench.synthesis_throughput [--batch 256] [--steps 30] [--experiment apnea_cnn]
+    python -m bench.synthesis_throughput [--batch 256] [--steps 200] [--short 20] [--experiment E]
 
 Builds the experiment's teacher architecture (random weights: speed does not depend on them) at
 the experiment's input shape, then measures in one process:
@@ -9,19 +9,25 @@ the experiment's input shape, then measures in one process:
   identity inhibition also differentiates (`ratio_to_bound`);
 - synthesis: stimulus-steps/s of `stimuli.synthesis.synthesize` on one shard of `batch` stimuli
   with the experiment's synthesis config (identity inhibition included, with an identity model of
-  the configured architecture);
+  the configured architecture), for the whole shard of `steps` steps (the pipeline's shard: its
+  Lightning setup, final teacher pass and copies included) and per step (`marginal`: the extra
+  seconds of `steps` over `short` steps, the same setup paid by both);
 - the same synthesis with `smoothing` 0, for the cost of the low-pass parametrization.
-Reports the ratios and writes `bench/results/synthesis_throughput.json`.
+Synthesis runs without its progress bar, as `quiet=true` runs (audits, sweeps) do.
+`--steps` defaults to the experiment's `synthesis.steps` (the default shard). Reports the ratios
+and writes `bench/results/synthesis_throughput.json`.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
 from omegaconf import OmegaConf
 
+from bench import machine
 from stimuli.config import compose_config
 from stimuli.io import write_json
 from stimuli.models import build_network
@@ -35,9 +41,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--experiment", default="apnea_cnn", choices=sorted(SHAPES))
     parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=None, help="default: synthesis.steps")
+    parser.add_argument("--short", type=int, default=20, help="steps of the marginal's base")
     args = parser.parse_args()
     cfg = compose_config([f"+experiment={args.experiment}", "paths.output_dir=."])
+    args.steps = int(cfg.synthesis.steps) if args.steps is None else args.steps
+    if not 0 < args.short < args.steps:
+        parser.error(f"--short must be in 1..{args.steps - 1}")
     n_chans, n_times = SHAPES[args.experiment]
     torch.manual_seed(0)
     teacher = build_network(cfg.model, n_chans, 2, n_times).eval().requires_grad_(False)
@@ -63,35 +73,49 @@ def main() -> None:
     bound_both = fwd_bwd_steps_per_s(teacher, identity)  # identity inhibition is on by default
 
     synth_cfg = OmegaConf.to_container(cfg.synthesis, resolve=True)
-    synth_cfg.update(n=args.batch, shard_size=args.batch, steps=args.steps)
+    synth_cfg.update(n=args.batch, shard_size=args.batch, progress_bar=False)
 
-    def stimulus_steps_per_s(smoothing: float) -> float:
+    def shard_seconds(smoothing: float, steps: int) -> float:
         out = synthesize(
             teacher,
             n_chans=n_chans,
             n_times=n_times,
             n_classes=2,
-            cfg={**synth_cfg, "smoothing": smoothing},
+            cfg={**synth_cfg, "smoothing": smoothing, "steps": steps},
             identity_model=identity,
             seed=0,
         )
-        return args.batch * args.steps / out["seconds"]
+        return out["seconds"]
 
-    synth = stimulus_steps_per_s(synth_cfg["smoothing"])
-    unsmoothed = stimulus_steps_per_s(0.0)
+    def rates(smoothing: float) -> tuple[float, float]:
+        """(whole shard, marginal) stimulus-steps/s."""
+        whole, short = shard_seconds(smoothing, args.steps), shard_seconds(smoothing, args.short)
+        return args.batch * args.steps / whole, args.batch * (args.steps - args.short) / max(
+            whole - short, 1e-9
+        )
+
+    synth, marginal = rates(synth_cfg["smoothing"])
+    unsmoothed, unsmoothed_marginal = rates(0.0)
     result = {
         "experiment": args.experiment,
+        "command": "python -m bench.synthesis_throughput " + " ".join(sys.argv[1:]),
         "input": [args.batch, n_chans, n_times],
         "steps": args.steps,
+        "short": args.short,
         "threads": torch.get_num_threads(),
         "teacher_fwd_bwd_input_steps_per_s": round(bound, 1),
+        "teacher_and_identity_fwd_bwd_input_steps_per_s": round(bound_both, 1),
         "synthesis_stimulus_steps_per_s": round(synth, 1),
         "ratio": round(synth / bound, 3),
-        "teacher_and_identity_fwd_bwd_input_steps_per_s": round(bound_both, 1),
         "ratio_to_bound": round(synth / bound_both, 3),
+        "synthesis_marginal_stimulus_steps_per_s": round(marginal, 1),
+        "marginal_ratio_to_bound": round(marginal / bound_both, 3),
+        "target_ratio_to_bound": 0.8,
         "smoothing": synth_cfg["smoothing"],
         "synthesis_without_smoothing_stimulus_steps_per_s": round(unsmoothed, 1),
+        "synthesis_without_smoothing_marginal_stimulus_steps_per_s": round(unsmoothed_marginal, 1),
         "smoothing_speed_ratio": round(synth / unsmoothed, 3),
+        "machine": machine(),
     }
     write_json(REPO_ROOT / "bench" / "results" / "synthesis_throughput.json", result)
     print(result)

@@ -34,13 +34,17 @@ log = logging.getLogger("stimuli.audit")
 
 
 def split_overrides(cfg: DictConfig, overrides: Sequence[str], sweep_dir: Path) -> list[str]:
-    """The multirun's overrides: the user's, the K split seeds, the audit's stages."""
+    """The multirun's overrides: the user's, the K split seeds, the audit's stages, and
+    `hard_labels=false` unless the user set `hard_labels` (the verdict's utility compares real
+    and distilled students; the hard-label ones are an ablation it does not need)."""
     first, k = int(cfg.audit.first_seed), int(cfg.audit.splits)
     if k < 2:
         raise ValueError(f"audit.splits={k}: an audit pools at least 2 person splits (8 or more)")
     seeds = ",".join(str(first + i) for i in range(k))
     stages = ",".join(str(s) for s in cfg.audit.stages)
     own = [o for o in overrides if not o.startswith(("audit.", "data.split.seed=", "stages="))]
+    if not any(o.lstrip("+~").startswith("hard_labels=") for o in own):
+        own.append("hard_labels=false")
     return [*own, f"data.split.seed={seeds}", f"stages=[{stages}]", f"hydra.sweep.dir={sweep_dir}"]
 
 

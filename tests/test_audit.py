@@ -53,6 +53,9 @@ def test_split_overrides_add_k_seeds_and_the_audits_stages(tmp_path):
     assert out[:2] == ["+experiment=apnea_resp", "launcher=joblib"]
     assert "data.split.seed=5,6,7" in out and f"hydra.sweep.dir={tmp_path / 'sweep'}" in out
     assert "stages=[data,teacher,synthesize,students,evaluate,privacy]" in out
+    assert out.count("hard_labels=false") == 1  # the hard-label ablation is left out...
+    kept = split_overrides(cfg, [*args, "hard_labels=true"], tmp_path / "sweep")
+    assert "hard_labels=true" in kept and "hard_labels=false" not in kept  # ...unless asked for
     with pytest.raises(ValueError, match="at least 2 person splits"):
         split_overrides(cfg_with(tmp_path, "audit.splits=1"), [], tmp_path)
 

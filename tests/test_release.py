@@ -93,8 +93,10 @@ def test_soft_labels_from_teachers_on_disjoint_persons(owner, tmp_path, monkeypa
         *OWNER,
         "soft_labels.teachers=3",
         "stages=[data,teacher,synthesize,students,evaluate,release]",
+        "hard_labels=false",  # as the audit runs: no students on the stimuli's hard labels
     ]
     results = run_pipeline(compose_config(overrides, tmp_path / "run", owner.cache))
+    assert list(results["students"]["logreg"]) == ["real", "stimuli_kd", "gap_kd"]
     assert results["cache"]["label_teachers"] == "trained"
     assert results["cache"]["stimuli"] == "cached"  # the stimuli do not depend on the labels
     block = results["soft_labels"]

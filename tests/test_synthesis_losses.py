@@ -12,6 +12,7 @@ from torch import nn
 from stimuli.augment import random_amplitude_scale, random_time_shift
 from stimuli.synthesis import losses as L
 from stimuli.synthesis.hooks import BatchNormStatHook, FeatureHook
+from stimuli.synthesis.moments import channel_moments
 from stimuli.synthesis.targets import balanced_labels, make_targets
 
 
@@ -84,6 +85,28 @@ def test_bn_hook_is_differentiable_and_leaves_buffers() -> None:
     hook.remove()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize("shape", [(7, 3, 50), (5, 4), (2, 3, 4, 6)])
+def test_channel_moments_are_var_mean_with_its_gradients(shape) -> None:
+    """The BN term's moments: torch.var_mean's values and gradients (float32 rounding), exact
+    derivatives (gradcheck, float64), and either output alone backpropagates."""
+    x = (torch.randn(*shape, generator=gen()) * 3 + 2).requires_grad_(True)
+    dims = [d for d in range(x.dim()) if d != 1]
+    mean, var = channel_moments(x)
+    want_var, want_mean = torch.var_mean(x, dim=dims, unbiased=False)
+    assert torch.allclose(mean, want_mean, atol=1e-5) and torch.allclose(var, want_var, rtol=1e-5)
+    w_mean, w_var = torch.randn(2, shape[1], generator=gen(1))
+    (grad,) = torch.autograd.grad((w_mean * mean).sum() + (w_var * var).sum(), x)
+    (want,) = torch.autograd.grad((w_mean * want_mean).sum() + (w_var * want_var).sum(), x)
+    assert torch.allclose(grad, want, rtol=1e-4, atol=1e-6)
+    x64 = x.detach().double().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: channel_moments(t), (x64,))
+    var_only = torch.autograd.grad(channel_moments(x)[1].sum(), x)[0]  # no mean gradient
+    want_var_only = torch.autograd.grad(torch.var(x, dim=dims, unbiased=False).sum(), x)[0]
+    assert torch.allclose(var_only, want_var_only, rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match=r"needs \(B, C, \.\.\.\) activations"):
+        channel_moments(torch.zeros(5))
 
 
 def test_feature_hook_captures_input_and_output() -> None:

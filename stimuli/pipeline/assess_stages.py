@@ -49,14 +49,17 @@ log = logging.getLogger(__name__)
 
 
 def student_variants(
-    dm: CohortDataModule, stimuli: dict, soft_labels: np.ndarray | None
+    dm: CohortDataModule,
+    stimuli: dict,
+    soft_labels: np.ndarray | None,
+    hard_labels: bool = True,
 ) -> dict[str, tuple]:
-    """`real` (training windows), `stimuli` (hard labels) and, given soft labels, `stimuli_kd`."""
+    """`real` (training windows), with `hard_labels` `stimuli` (the stimuli's hard labels), and,
+    given soft labels, `stimuli_kd`."""
     x_train, y_train, _ = dm.datasets["train"].arrays()
-    variants = {
-        "real": (x_train, y_train, None),
-        "stimuli": (stimuli["x"], stimuli["labels"], None),
-    }
+    variants = {"real": (x_train, y_train, None)}
+    if hard_labels:
+        variants["stimuli"] = (stimuli["x"], stimuli["labels"], None)
     if soft_labels is not None:
         variants["stimuli_kd"] = (stimuli["x"], stimuli["labels"], soft_labels)
     return variants
@@ -67,7 +70,12 @@ def students_stage(
 ) -> StageOutput:
     students = fit_students(
         student_factories(ctx.cfg.get("students")),
-        student_variants(dm, stimuli, soft_labels if ctx.cfg.get("distill", False) else None),
+        student_variants(
+            dm,
+            stimuli,
+            soft_labels if ctx.cfg.get("distill", False) else None,
+            bool(ctx.cfg.get("hard_labels", True)),
+        ),
         fs=dm.fs,
         seed=ctx.seed,
         progress=ctx.progress,

@@ -9,15 +9,17 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.hooks import RemovableHandle
 
+from stimuli.synthesis.moments import channel_moments
+
 
 class BatchNormStatHook:
     """DeepInversion feature-statistics loss on every BatchNorm layer of ``model``.
 
     On each forward, for every BN layer with running statistics, records
     ``||mean_batch - running_mean||_2 + ||var_batch - running_var||_2`` of the layer's *input*
-    (per channel, reduced over batch and time; biased variance as in DeepInversion). Each layer
-    keeps only its latest value, so a second forward through the same model overwrites rather
-    than accumulates. ``loss`` sums the layers.
+    (per channel, reduced over batch and time; biased variance as in DeepInversion;
+    `channel_moments`). Each layer keeps only its latest value, so a second forward through the
+    same model overwrites rather than accumulates. ``loss`` sums the layers.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -33,9 +35,7 @@ class BatchNormStatHook:
 
     def _make_hook(self, name: str):
         def hook(module: _BatchNorm, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-            x = inputs[0]
-            dims = [d for d in range(x.dim()) if d != 1]
-            var, mean = torch.var_mean(x, dim=dims, unbiased=False)
+            mean, var = channel_moments(inputs[0])
             self.layer_losses[name] = torch.linalg.vector_norm(
                 mean - module.running_mean
             ) + torch.linalg.vector_norm(var - module.running_var)
