@@ -19,6 +19,7 @@ from stimuli.metrics import METRIC_NAMES
 from stimuli.pipeline import open_job, run_pipeline
 from tests.conftest import REPO, TINY, compose_config
 from tests.golden_results import comparable, differences, load_golden
+from tests.wandb_records import read_run
 
 METRICS = set(METRIC_NAMES)
 
@@ -353,9 +354,11 @@ def test_objective_is_the_distilled_teacher_architecture_students_val_kappa(tiny
     assert objective["value"] == score(student.predict_proba(x_val), y_val)["kappa"]
 
 
-def test_two_trial_optuna_sweep_maximizes_the_objective(tiny_run, tmp_path):
-    """A real Optuna sweep over a synthesis setting: each trial is a job (the teacher, identity
-    model and label teachers load from the shared cache) whose return value Optuna records."""
+def test_two_trial_optuna_sweep_through_joblib_maximizes_the_objective(tiny_run, tmp_path):
+    """A real Optuna sweep over a synthesis setting, its two trials side by side through the
+    joblib launcher (the audit's): each trial is a job (the teacher, identity model and label
+    teachers load from the shared cache) whose return value Optuna records, with one offline W&B
+    run per job, grouped by the sweep."""
     sweep = tmp_path / "sweep"
     cmd = [
         sys.executable,
@@ -367,9 +370,11 @@ def test_two_trial_optuna_sweep_maximizes_the_objective(tiny_run, tmp_path):
         "stages=[data,teacher,synthesize,students,evaluate]",
         "report=false",
         "threads=1",
+        "launcher=joblib",
+        "logger=wandb",
         "hydra/sweeper=optuna",
         "hydra.sweeper.n_trials=2",
-        "hydra.sweeper.n_jobs=1",
+        "hydra.sweeper.n_jobs=2",
         "hydra.sweeper.direction=maximize",
         "hydra.sweeper.sampler.seed=0",
         "synthesis.lr=interval(0.01,0.1)",
@@ -391,3 +396,8 @@ def test_two_trial_optuna_sweep_maximizes_the_objective(tiny_run, tmp_path):
         overrides = yaml.safe_load((sweep / str(i) / ".hydra" / "overrides.yaml").read_text())
         lrs += [float(o.split("=", 1)[1]) for o in overrides if o.startswith("synthesis.lr=")]
     assert all(0.01 <= lr <= 0.1 for lr in lrs) and lrs[0] != lrs[1]
+    folders = [next((sweep / str(i) / "wandb").glob("offline-run-*")) for i in (0, 1)]
+    runs = [read_run(folder)["run"] for folder in folders]
+    assert runs[0].run_group == runs[1].run_group == "apnea_resp/sweep"
+    assert [r.display_name for r in runs] == ["apnea_resp-0", "apnea_resp-1"]
+    assert runs[0].run_id != runs[1].run_id

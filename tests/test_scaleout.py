@@ -51,13 +51,14 @@ def check_jobs(jobs: list[dict]) -> None:
         assert sorted(j["cache"][stage] for j in jobs)[0] == "cached", stage
 
 
-@pytest.mark.slow  # the joblib test below runs the same multirun in make test
+@pytest.mark.slow
 def test_multirun_through_submitit_local(tmp_path):
     jobs = multirun(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10")
     check_jobs(jobs)
     assert list((tmp_path / "sweep" / ".submitit").iterdir()), "submitit left no job folders"
 
 
+@pytest.mark.slow  # make test runs a joblib multirun with W&B: the Optuna test (test_pipeline)
 def test_multirun_through_joblib_one_wandb_run_per_job_grouped_by_sweep(tmp_path):
     check_jobs(multirun(tmp_path, "launcher=joblib", "logger=wandb"))
     folders = [next((tmp_path / "sweep" / str(i) / "wandb").glob("offline-run-*")) for i in (0, 1)]
