@@ -3,10 +3,11 @@ cost on CPU.
 
 `torch.var_mean` over the batch and time dimensions of `(B, C, T)` activations is a strided
 Welford reduction, and its backward recomputes the mean and builds the gradient in several
-full-size passes; together they took a quarter of a synthesis step (`bench/results/
-synthesis_throughput.json`). Here the forward is two passes (the mean, then the mean square of
-the centred activations, which it keeps) and the backward one (`addcmul`). The values are those
-of `var_mean` to float32 rounding (tests/test_synthesis_losses.py), not bit for bit.
+full-size passes; with them the BN term took about a quarter of a synthesis step. Here the
+forward is two passes (the mean, then the mean square of the centred activations, which it
+keeps) and the backward one (`addcmul`): a shard 1.10x (1 thread) and 1.08x (2 threads) as fast,
+arms alternated in one process (`python -m bench.bn_moments`). The values are those of
+`var_mean` to float32 rounding (tests/test_synthesis_losses.py), not bit for bit.
 """
 
 from __future__ import annotations
