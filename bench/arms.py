@@ -12,9 +12,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from stimuli.config import compose_config
 from stimuli.data.cohort import CohortDataModule
 from stimuli.models import build_network
+from stimuli.pipeline.build_stages import build_datamodule
 from stimuli.synthesis import synthesize
+
+
+def default_experiment(threads: int | None = None) -> tuple[DictConfig, CohortDataModule]:
+    """`+experiment=apnea_cnn`'s config and data module, after setting torch's CPU threads to
+    `threads` when given (the comparisons' common start)."""
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = compose_config(["+experiment=apnea_cnn", "quiet=true", "paths.output_dir=."])
+    return cfg, build_datamodule(cfg, progress=False)
 
 
 def alternate(arms: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:

@@ -21,11 +21,9 @@ from unittest import mock
 import torch
 
 from bench import machine
-from bench.arms import alternate, shard_workload, speedup
-from stimuli.config import compose_config
+from bench.arms import alternate, default_experiment, shard_workload, speedup
 from stimuli.io import write_json
 from stimuli.paths import REPO_ROOT
-from stimuli.pipeline.build_stages import build_datamodule
 
 
 def var_mean_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,10 +46,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = compose_config(["+experiment=apnea_cnn", "quiet=true", "paths.output_dir=."])
-    dm = build_datamodule(cfg, progress=False)
+    cfg, dm = default_experiment(args.threads)
     teacher, identity, shard = shard_workload(cfg, dm, args.shard_steps)
 
     def run() -> dict:

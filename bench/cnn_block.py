@@ -26,13 +26,11 @@ from functools import partial
 import torch
 from torch import nn
 
-from bench.arms import alternate, shard_workload, speedup, student_settings
-from stimuli.config import compose_config
+from bench.arms import alternate, default_experiment, shard_workload, speedup, student_settings
 from stimuli.io import write_json
 from stimuli.models import build_model
 from stimuli.models.cnn import GroupMax1d
 from stimuli.paths import REPO_ROOT
-from stimuli.pipeline.build_stages import build_datamodule
 from stimuli.students.neural import NeuralStudent
 
 
@@ -72,10 +70,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = compose_config(["+experiment=apnea_cnn", "quiet=true", "paths.output_dir=."])
-    dm = build_datamodule(cfg, progress=False)
+    cfg, dm = default_experiment(args.threads)
     x, y, _ = dm.datasets["train"].arrays()
     settings = student_settings(cfg, args.student_steps)
 

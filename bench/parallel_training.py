@@ -22,12 +22,10 @@ from functools import partial
 
 import torch
 
-from bench.arms import alternate, shard_workload, speedup, student_settings
-from stimuli.config import compose_config
+from bench.arms import alternate, default_experiment, shard_workload, speedup, student_settings
 from stimuli.io import write_json
 from stimuli.parallel import run_tasks, worker_jobs
 from stimuli.paths import REPO_ROOT
-from stimuli.pipeline.build_stages import build_datamodule
 from stimuli.students.fit import fit_students
 from stimuli.students.neural import NeuralStudent
 
@@ -40,9 +38,8 @@ def main() -> None:
     parser.add_argument("--shard-steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    cfg = compose_config(["+experiment=apnea_cnn", "quiet=true", "paths.output_dir=."])
+    cfg, dm = default_experiment()
     jobs = worker_jobs(None)
-    dm = build_datamodule(cfg, progress=False)
     x, y, _ = dm.datasets["train"].arrays()
     factory = partial(NeuralStudent, "cnn", **student_settings(cfg, args.student_steps))
     factories = {f"cnn{i}": factory for i in range(args.students)}
