@@ -6,7 +6,11 @@ Builds the experiment's teacher architecture (random weights: speed does not dep
 the experiment's input shape, then measures in one process:
 - bound: input-steps/s of a plain forward + backward with respect to a `(batch, C, T)` input,
   through the teacher alone (`ratio`) and through the teacher and the identity model, which
-  identity inhibition also differentiates (`ratio_to_bound`);
+  identity inhibition also differentiates (`ratio_to_bound`). The input is what synthesis
+  starts from: white noise through the configured smoothing, at unit variance. The speed of
+  the CNN's max pooling depends on its input (a max with indices over smooth series is about
+  twice as fast on CPU as over white noise: branch prediction), so the bound on raw white noise
+  is reported beside it (`*_white_noise`) but is not the one synthesis runs into;
 - synthesis: stimulus-steps/s of `stimuli.synthesis.synthesize` on one shard of `batch` stimuli
   with the experiment's synthesis config (identity inhibition included, with an identity model of
   the configured architecture), for the whole shard of `steps` steps (the pipeline's shard: its
@@ -33,6 +37,7 @@ from stimuli.io import write_json
 from stimuli.models import build_network
 from stimuli.paths import REPO_ROOT
 from stimuli.synthesis import synthesize
+from stimuli.synthesis.parametrization import GaussianSmoothing
 
 SHAPES = {"apnea_cnn": (1, 1200), "apnea_resp": (4, 60), "apnea_rri_closed": (1, 240)}
 
@@ -53,10 +58,14 @@ def main() -> None:
     teacher = build_network(cfg.model, n_chans, 2, n_times).eval().requires_grad_(False)
     identity = build_network(cfg.identity.model, n_chans, 14, n_times).eval().requires_grad_(False)
 
-    x = torch.randn(args.batch, n_chans, n_times, requires_grad=True)
+    white = torch.randn(args.batch, n_chans, n_times)
+    smoothing = GaussianSmoothing(float(cfg.synthesis.smoothing))
+    with torch.no_grad():
+        starting = smoothing(white / smoothing.gain)  # unit variance, like synthesis's start
 
-    def fwd_bwd_steps_per_s(*models: torch.nn.Module) -> float:
-        """Input-steps/s of one forward through each of `models` and one backward to `x`."""
+    def fwd_bwd_steps_per_s(*models: torch.nn.Module, inputs: torch.Tensor = starting) -> float:
+        """Input-steps/s of one forward through each of `models` and one backward to `inputs`."""
+        x = inputs.clone().requires_grad_(True)
 
         def step() -> None:
             x.grad = None
@@ -71,6 +80,8 @@ def main() -> None:
 
     bound = fwd_bwd_steps_per_s(teacher)
     bound_both = fwd_bwd_steps_per_s(teacher, identity)  # identity inhibition is on by default
+    white_bound = fwd_bwd_steps_per_s(teacher, inputs=white)
+    white_bound_both = fwd_bwd_steps_per_s(teacher, identity, inputs=white)
 
     synth_cfg = OmegaConf.to_container(cfg.synthesis, resolve=True)
     synth_cfg.update(n=args.batch, shard_size=args.batch, progress_bar=False)
@@ -105,6 +116,10 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "teacher_fwd_bwd_input_steps_per_s": round(bound, 1),
         "teacher_and_identity_fwd_bwd_input_steps_per_s": round(bound_both, 1),
+        "bound_input": "white noise through the smoothing, unit variance (synthesis's start)",
+        "teacher_fwd_bwd_input_steps_per_s_white_noise": round(white_bound, 1),
+        "teacher_and_identity_fwd_bwd_input_steps_per_s_white_noise": round(white_bound_both, 1),
+        "ratio_to_bound_white_noise": round(synth / white_bound_both, 3),
         "synthesis_stimulus_steps_per_s": round(synth, 1),
         "ratio": round(synth / bound, 3),
         "ratio_to_bound": round(synth / bound_both, 3),

@@ -72,6 +72,13 @@ def synthesis_key_settings(cfg: DictConfig) -> dict:
     return synthesis
 
 
+# Part of the stimuli's cache key, bumped whenever the synthesis code's numbers change (by float
+# rounding or more), so stimuli cached by older code are synthesized again. 2: the BN term's
+# moments with their own backward (synthesis/moments.py); 3: the smoothing as one depthwise
+# convolution (synthesis/parametrization.py).
+SYNTHESIS_NUMERICS = 3
+
+
 def stage_keys(cfg: DictConfig) -> dict[str, str]:
     data = data_identity(cfg)
     teacher_cfg = key_settings(TeacherConfig, plain_config(cfg.teacher))
@@ -79,10 +86,8 @@ def stage_keys(cfg: DictConfig) -> dict[str, str]:
     teacher = config_hash("teacher", *parts)
     identity_cfg = key_settings(IdentityConfig, plain_config(cfg.identity))
     identity = config_hash("identity", data, identity_cfg, cfg.seed)
-    # "channel_moments": stimuli synthesized before the BN term's moments had their own
-    # backward (stimuli/synthesis/moments.py) differ from today's by float rounding
     stimuli = config_hash(
-        "stimuli", teacher, identity, synthesis_key_settings(cfg), "channel_moments"
+        "stimuli", teacher, identity, synthesis_key_settings(cfg), SYNTHESIS_NUMERICS
     )
     label_teachers = config_hash("label_teachers", teacher, cfg.get("soft_labels") or {})
     return {

@@ -10,7 +10,18 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "stimuli"
 # Lower layers never import higher ones; a module may import its own layer and those below.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("io", "paths", "schema", "keys", "metrics", "console", "config", "augment", "__init__"),
+    (
+        "io",
+        "paths",
+        "schema",
+        "keys",
+        "metrics",
+        "console",
+        "config",
+        "augment",
+        "allocator",
+        "__init__",
+    ),
     ("data", "models", "store"),
     ("classifier", "training", "parallel"),
     ("teacher", "identity", "students", "synthesis"),

@@ -356,6 +356,24 @@ def test_gaussian_smoothing_is_a_unit_gain_low_pass() -> None:
         GaussianSmoothing(2.0)(noise[..., :8])
 
 
+def test_depthwise_smoothing_is_each_series_filtered_on_its_own() -> None:
+    """One depthwise convolution over every series gives what filtering each (reflect-padded)
+    series with the kernel gives, and the same gradient to float rounding."""
+    smooth = GaussianSmoothing(2.0)
+    half = smooth.kernel.shape[-1] // 2
+    x = torch.randn(5, 3, 50, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    weights = torch.randn(5, 3, 50, generator=torch.Generator().manual_seed(2))
+    out = smooth(x)
+    (grad,) = torch.autograd.grad((out * weights).sum(), x)
+    xr = x.detach().clone().requires_grad_(True)
+    series = F.pad(xr.reshape(15, 1, 50), (half, half), mode="reflect")
+    reference = F.conv1d(series, smooth.kernel).reshape(5, 3, 50)
+    (grad_reference,) = torch.autograd.grad((reference * weights).sum(), xr)
+    assert torch.allclose(out, reference, atol=1e-6)
+    assert torch.allclose(grad, grad_reference, atol=1e-6)
+    assert not torch.allclose(grad, weights, atol=1e-2)  # the filter's adjoint, not identity
+
+
 def test_smoothing_keeps_optimiser_jitter_out_of_the_stimuli(teacher: nn.Module) -> None:
     plain = run(teacher, n=16, cfg=cfg(steps=30, lr=0.1, smoothing=0))
     smooth = run(teacher, n=16, cfg=cfg(steps=30, lr=0.1, smoothing=2.0))

@@ -46,5 +46,9 @@ class GaussianSmoothing(nn.Module):
                 f"got {x.shape[-1]}; lower synthesis.smoothing"
             )
         n, c, t = x.shape
-        padded = F.pad(x.reshape(n * c, 1, t), (half, half), mode="reflect")
-        return F.conv1d(padded, self.kernel.to(x.dtype)).reshape(n, c, t)
+        # Every series as a channel of one depthwise convolution: on CPU, oneDNN's depthwise
+        # path runs forward+backward ~6x as fast as a (n*c, 1, t) batch through one
+        # single-channel kernel (same outputs; the input gradient differs by float rounding)
+        padded = F.pad(x.reshape(1, n * c, t), (half, half), mode="reflect")
+        kernel = self.kernel.to(x.dtype).expand(n * c, 1, -1)
+        return F.conv1d(padded, kernel, groups=n * c).reshape(n, c, t)
