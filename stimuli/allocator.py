@@ -7,8 +7,8 @@ tensor is 19.7 MB), so with the defaults each step pays page faults on memory it
 ago; on this project's 2-core virtual machine a fill of a fresh activation buffer cost several
 times a fill of a reused one. Raising the mmap threshold to its ceiling (32 MiB on 64-bit
 glibc) and trimming only past 2 GiB keeps those pages: the same numbers, in less time
-(README, "Speed"). The process's resident memory then stays near its high-water mark instead
-of falling back between steps.
+(README, "Scaling out"; `python -m bench.allocator`). The process's resident memory then stays
+near its high-water mark instead of falling back between steps.
 
 Applied when `stimuli` is imported, so every process of a run has it (the run, Hydra's joblib
 workers, `stimuli.parallel`'s workers). `STIMULI_KEEP_FREED_MEMORY=0` turns it off; it does
