@@ -8,3 +8,10 @@ def machine() -> dict:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
     }
+
+
+def command(module: str) -> str:
+    """The command line that ran `python -m module` (what a result file records)."""
+    import sys
+
+    return " ".join(["python -m", module, *sys.argv[1:]])

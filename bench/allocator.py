@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 
+from bench import command
 from stimuli.io import write_json
 from stimuli.paths import REPO_ROOT
 
@@ -49,12 +50,8 @@ def worker(args: argparse.Namespace) -> None:
     NeuralStudent("cnn", **student_settings(cfg, args.student_steps)).fit(x, y)
     student_seconds = time.perf_counter() - t
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(
-        json.dumps(
-            {"shard": round(shard_seconds, 2), "student": round(student_seconds, 2)}
-            | {"peak_rss_mib": round(peak_mib)}
-        )
-    )
+    times = {"shard": round(shard_seconds, 2), "student": round(student_seconds, 2)}
+    print(json.dumps({**times, "peak_rss_mib": round(peak_mib)}))
 
 
 def run_arm(keep: str, args: argparse.Namespace) -> dict:
@@ -88,7 +85,7 @@ def main() -> None:
 
     result = {
         "benchmark": "allocator",
-        "command": "python -m bench.allocator " + " ".join(sys.argv[1:]),
+        "command": command("bench.allocator"),
         "threads": args.threads,
         "shard_steps": args.shard_steps,
         "student_steps": args.student_steps,

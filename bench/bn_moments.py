@@ -20,7 +20,7 @@ from unittest import mock
 
 import torch
 
-from bench import machine
+from bench import command, machine
 from bench.arms import alternate, default_experiment, shard_workload, speedup
 from stimuli.io import write_json
 from stimuli.paths import REPO_ROOT
@@ -56,8 +56,7 @@ def main() -> None:
     first = {name: arm()["x"] for name, arm in arms.items()}  # untimed; their stimuli compared
     result = {
         "benchmark": "bn_moments",
-        "command": "python -m bench.bn_moments"
-        + (f" --threads {args.threads}" if args.threads else ""),
+        "command": command("bench.bn_moments"),
         "threads": torch.get_num_threads(),
         "synthesis": speedup(
             alternate(arms, args.repeats),

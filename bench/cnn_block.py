@@ -26,6 +26,7 @@ from functools import partial
 import torch
 from torch import nn
 
+from bench import command
 from bench.arms import alternate, default_experiment, shard_workload, speedup, student_settings
 from stimuli.io import write_json
 from stimuli.models import build_model
@@ -81,8 +82,7 @@ def main() -> None:
     textbook_nets = (textbook_blocks(teacher), textbook_blocks(identity))
     result = {
         "benchmark": "cnn_block",
-        "command": "python -m bench.cnn_block"
-        + (f" --threads {args.threads}" if args.threads else ""),
+        "command": command("bench.cnn_block"),
         "threads": torch.get_num_threads(),
         "student": speedup(
             timed(

@@ -25,13 +25,12 @@ and writes `bench/results/synthesis_throughput.json`.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
 from omegaconf import OmegaConf
 
-from bench import machine
+from bench import command, machine
 from stimuli.config import compose_config
 from stimuli.io import write_json
 from stimuli.models import build_network
@@ -109,7 +108,7 @@ def main() -> None:
     unsmoothed, unsmoothed_marginal = rates(0.0)
     result = {
         "experiment": args.experiment,
-        "command": "python -m bench.synthesis_throughput " + " ".join(sys.argv[1:]),
+        "command": command("bench.synthesis_throughput"),
         "input": [args.batch, n_chans, n_times],
         "steps": args.steps,
         "short": args.short,
