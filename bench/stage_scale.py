@@ -1,19 +1,21 @@
-"""The teacher, identity model, synthesis and privacy audit on cohorts 1x and 5x the open one:
-peak memory per stage, so a stage that loads every window at once shows.
+"""Every stage of a run (teacher, identity model, synthesis, students, evaluation, privacy audit,
+report) on cohorts 1x and 5x the open one: peak memory per stage, so a stage that loads every
+window at once shows.
 
     python -m bench.stage_scale [--sizes 1,5] [--out PATH]
 
 For each size, the `bench.data_scale` copies of the learning set (new records and persons, K
 times the windows) and a fresh subprocess running `python -m stimuli.run +experiment=apnea_cnn`
-with stages data, teacher, synthesize and privacy, scaled down in steps (one teacher epoch, few
-synthesis and auditor steps: memory, not quality, is measured) into an empty cache. The run's
-`results.json` gives the process's peak RSS after each stage (`peak_rss_mib`); the parent takes
-the whole process tree's peak from `wait4`. RSS counts the pages of the window cache's memory map
-that were read (file-backed, shared, dropped by the kernel under pressure: the cache, not a copy),
-so the parent also samples the tree's anonymous memory (`RssAnon` of every process, summed,
-every 50 ms): what the run holds in its own arrays and tensors, which grows with the cohort when
-a stage loads every window. Writes both per size and the ratios x5/x1 with their target (1.5:
-memory stays flat while the windows grow 5x) atomically to `--out`.
+with every stage but the release, scaled down in steps (one teacher epoch, few synthesis,
+student and auditor steps, small forests: memory, not quality, is measured) into an empty
+cache. The run's `results.json` gives the process's peak RSS after each stage
+(`peak_rss_mib`); the parent takes the whole process tree's peak from `wait4`. RSS counts the
+pages of the window cache's memory map that were read (file-backed, shared, dropped by the
+kernel under pressure: the cache, not a copy), so the parent also samples the tree's anonymous
+memory (`RssAnon` of every process, summed, every 50 ms): what the run holds in its own arrays
+and tensors, which grows with the cohort when a stage loads every window. Writes both per size
+and the ratios x5/x1 with their target (1.5: memory stays flat while the windows grow 5x)
+atomically to `--out`.
 """
 
 from __future__ import annotations
@@ -39,13 +41,16 @@ SMALL = [  # memory, not quality: every stage runs its real code on every window
     "+experiment=apnea_cnn",
     "logger=none",
     "quiet=true",
-    "stages=[data,teacher,synthesize,privacy]",
+    "stages=[data,teacher,synthesize,students,evaluate,privacy]",
     "teacher.max_epochs=1",
     "identity.steps=50",
     "synthesis.n=128",
     "synthesis.shard_size=64",
     "synthesis.steps=5",
     "soft_labels.teachers=1",
+    "student_defaults.steps=20",
+    "students.random_forest.n_estimators=20",
+    "students.gboost.max_iter=20",
     "privacy.auditor.steps=50",
     "privacy.attack_students.mlp.steps=50",
     "privacy.n_bootstrap=100",

@@ -116,10 +116,12 @@ def student_key(cfg: DictConfig, keys: dict[str, str], name: str, variant: str) 
 
 def mechanism_hash(cfg: DictConfig) -> str:
     """The mechanism a release comes from: every setting that determines the release (data,
-    model, teacher, identity model, synthesis, soft labels, trainer), without the person split
-    and the run seed, which an audit draws anew for each of its splits. A verdict names its
-    mechanism by this hash; a release looks its verdict up by it."""
+    model, teacher, identity model, synthesis, soft labels, trainer), without the person split,
+    the run seed and the synthesis draw (`synthesis.draw`), which are draws of the mechanism, not
+    parts of it (an audit draws the split and the seed anew for each of its splits). A verdict
+    names its mechanism by this hash; a release looks its verdict up by it."""
     data = {k: v for k, v in data_identity(cfg).items() if k != "split"}
+    synthesis = {k: v for k, v in synthesis_key_settings(cfg).items() if k != "draw"}
     return config_hash(
         "mechanism",
         data,
@@ -127,7 +129,7 @@ def mechanism_hash(cfg: DictConfig) -> str:
         key_settings(TeacherConfig, plain_config(cfg.teacher)),
         cfg.get("callbacks"),
         key_settings(IdentityConfig, plain_config(cfg.identity)),
-        synthesis_key_settings(cfg),
+        synthesis,
         cfg.get("soft_labels") or {},
         {k: v for k, v in plain_config(cfg.trainer).items() if k in ("precision",)},
         (cfg.get("release") or {}).get("soft_labels", True),

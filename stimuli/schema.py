@@ -98,6 +98,9 @@ class SynthesisConfig:
     centroid_temperature: float = setting(0.1, public=True)
     # keyed only with weights.competition > 0 (see stimuli.keys)
     competitor_steps: int = setting(400, public=True)
+    # Another draw of the same mechanism: shard i is seeded with seed + i + DRAW_SEED_STRIDE·draw
+    # (stimuli.synthesis.synthesize). Keyed (other stimuli), not in the mechanism hash.
+    draw: int = setting(0, omit_if=0)
     progress_bar: bool = setting(True, key=False)
 
     def __post_init__(self) -> None:
@@ -116,6 +119,7 @@ class SynthesisConfig:
         _choice("synthesis", "centroid_space", self.centroid_space, ("teacher", "identity"))
         for name in ("n", "shard_size", "steps"):
             _at_least("synthesis", name, getattr(self, name), 1)
+        _at_least("synthesis", "draw", self.draw, 0)
         for name in ("max_shift", "smoothing", "amp_jitter", "competitor_steps"):
             _at_least("synthesis", name, getattr(self, name), 0)
 

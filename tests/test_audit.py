@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import open_dict
 
 from stimuli.audit import split_overrides
 from stimuli.keys import mechanism_hash, stage_keys, student_key
@@ -30,6 +31,20 @@ def test_mechanism_hash_follows_synthesis_not_students_nor_split(tmp_path):
     assert mechanism_hash(cfg_with(tmp_path, "student_defaults.steps=11")) == base
     assert mechanism_hash(cfg_with(tmp_path, "data.split.seed=3")) == base  # the audit's draw
     assert mechanism_hash(cfg_with(tmp_path, "privacy.rules.auc_max=0.7")) == base
+    assert mechanism_hash(cfg_with(tmp_path, "synthesis.draw=2")) == base  # another draw
+
+
+def test_a_synthesis_draw_is_other_stimuli_and_draw_zero_keeps_the_old_key(tmp_path):
+    cfg = cfg_with(tmp_path)
+    keys = stage_keys(cfg)
+    drawn = stage_keys(cfg_with(tmp_path, "synthesis.draw=1"))
+    assert drawn["stimuli"] != keys["stimuli"]
+    assert {k: v for k, v in drawn.items() if k != "stimuli"} == {
+        k: v for k, v in keys.items() if k != "stimuli"
+    }
+    with open_dict(cfg):  # a config from before the setting: the same stimuli key
+        del cfg.synthesis["draw"]
+    assert stage_keys(cfg)["stimuli"] == keys["stimuli"]
 
 
 def test_students_are_cached_by_what_they_learn_from(tmp_path):

@@ -186,3 +186,31 @@ def test_a_failed_save_keeps_the_old_file(tiny, tmp_path, monkeypatch):
         ClassicalStudent("knn", fs=4.0).fit(x, y).save(path)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["s.joblib"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda fs: NeuralStudent("cnn", steps=6, batch_size=64, seed=2),
+        lambda fs: ClassicalStudent("random_forest", fs=fs, n_estimators=20),
+        lambda fs: ClassicalStudent("knn", representation="flatten", fs=fs),
+    ],
+    ids=["cnn", "random_forest-features", "knn-flatten"],
+)
+def test_a_student_fitted_on_a_view_of_the_window_cache_is_the_one_fitted_on_its_array(
+    full_dm, make
+):
+    """The pipeline's students read the real training windows from the memory map batch by batch
+    (features and flattening chunk by chunk, 1,024 windows at a time): the same student as from
+    the array, so students cached before still hold."""
+    train = full_dm.datasets["train"]
+    rows = np.sort(np.random.default_rng(1).choice(len(train), 2500, replace=False))
+    view = train.view(rows)
+    x, y = train.arrays()[0][rows], train.labels()[rows]
+    from_array, from_view = make(full_dm.fs).fit(x, y), make(full_dm.fs).fit(view, y)
+    probe = x[::5]
+    np.testing.assert_array_equal(from_view.predict_proba(probe), from_array.predict_proba(probe))
+    if isinstance(from_view, NeuralStudent):
+        assert torch.equal(weights(from_view), weights(from_array))
+    else:  # a scikit-learn student also predicts on a view, chunk by chunk
+        np.testing.assert_array_equal(from_view.predict_proba(view), from_array.predict_proba(x))

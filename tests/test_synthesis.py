@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from stimuli.synthesis import StimulusGenerator, SynthesisConfig, shard_sizes, synthesize
 from stimuli.synthesis.parametrization import GaussianSmoothing
+from stimuli.synthesis.synthesize import DRAW_SEED_STRIDE, shard_seed
 
 T = 256
 CONF = Path(__file__).resolve().parent.parent / "conf" / "synthesis" / "default.yaml"
@@ -195,6 +196,20 @@ def test_shards_are_independent(teacher: nn.Module) -> None:
         assert torch.equal(whole[key], torch.cat([first[key], second[key]])), key
     with pytest.raises(ValueError, match="shard_index_range"):
         run(teacher, cfg=c, shard_index_range=(1, 3))
+
+
+def test_a_draw_reseeds_every_shard_and_draw_zero_is_seed_plus_shard(teacher: nn.Module) -> None:
+    c = cfg(shard_size=4)
+    base = run(teacher, cfg=c, seed=7)
+    again = run(teacher, cfg={**c, "draw": 0}, seed=7)
+    drawn = run(teacher, cfg={**c, "draw": 1}, seed=7)
+    assert torch.equal(base["x"], again["x"])
+    for i in range(2):  # neither shard repeats a shard of draw 0
+        rows = slice(4 * i, 4 * i + 4)
+        assert not torch.allclose(drawn["x"][rows], base["x"][rows])
+    assert shard_seed(7, 1) == 8 and shard_seed(7, 1, draw=2) == 8 + 2 * DRAW_SEED_STRIDE
+    with pytest.raises(ValueError, match="draw"):
+        SynthesisConfig.from_any({**c, "draw": -1})
 
 
 def test_shard_sizes() -> None:

@@ -55,9 +55,11 @@ def student_variants(
     hard_labels: bool = True,
 ) -> dict[str, tuple]:
     """`real` (training windows), with `hard_labels` `stimuli` (the stimuli's hard labels), and,
-    given soft labels, `stimuli_kd`."""
-    x_train, y_train, _ = dm.datasets["train"].arrays()
-    variants = {"real": (x_train, y_train, None)}
+    given soft labels, `stimuli_kd`. The training windows are a `WindowView` of the memory map:
+    the students read them batch by batch (features chunk by chunk), and worker processes get
+    the map by reference, so the stage never holds the whole training split."""
+    train = dm.datasets["train"]
+    variants = {"real": (train.view(), train.labels(), None)}
     if hard_labels:
         variants["stimuli"] = (stimuli["x"], stimuli["labels"], None)
     if soft_labels is not None:

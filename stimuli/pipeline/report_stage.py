@@ -6,8 +6,6 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
-
 from stimuli.pipeline.context import RunContext
 from stimuli.report import ReportInputs, report_figures, write_report
 
@@ -23,8 +21,8 @@ def report_inputs(artifacts: Mapping[str, Any]) -> ReportInputs:
     )
     dm = artifacts.get("dm")
     if dm is not None:
-        x_test, y_test, _ = dm.datasets["test"].arrays()
-        inputs.real_x, inputs.real_labels = x_test, np.asarray(y_test)
+        test = dm.datasets["test"]  # a view: the figures read at most a sample per class
+        inputs.real_x, inputs.real_labels = test.view(), test.labels()
         inputs.fs, inputs.channel_names = float(dm.fs), list(dm.channels)
         inputs.label_names = list(dm.label_names)
     stim = artifacts.get("stimuli")

@@ -11,6 +11,8 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from stimuli.data.datasets import RowView
+
 
 def new_figure(**kwargs) -> Figure:
     fig = Figure(layout="constrained", **kwargs)
@@ -42,10 +44,20 @@ def _classes(*labels: np.ndarray | None, label_names: Sequence[str] | None) -> l
     return _names(label_names, max(top, len(label_names or [])), "class")
 
 
-def _of_class(x: np.ndarray | None, y: np.ndarray | None, k: int, limit: int | None = None):
+def _of_class(
+    x: np.ndarray | RowView | None,
+    y: np.ndarray | None,
+    k: int,
+    limit: int | None = None,
+    first: int | None = None,
+):
+    """The windows of class `k` as float64: at most `limit` of them drawn at random (fixed seed),
+    or the `first` ones; only those rows are read from a `RowView`."""
     if x is None or y is None:
         return None
     idx = np.flatnonzero(np.asarray(y) == k)
+    if first is not None:
+        idx = idx[:first]
     if limit is not None and len(idx) > limit:
         idx = np.sort(np.random.default_rng(k).choice(idx, limit, replace=False))
     return np.asarray(x[idx], dtype=np.float64) if len(idx) else None

@@ -61,13 +61,13 @@ def stimulus_examples(
     for k, cls in enumerate(classes):
         for j, (name, x, y, color) in enumerate(sets):
             col = k * len(sets) + j
-            picked = _of_class(x, y, k)
+            picked = _of_class(x, y, k, first=n_examples)
             for c, chan in enumerate(chans):
                 ax = axes[c, col]
                 if picked is None:
                     _empty(ax, f"no {name} windows")
                 else:
-                    for i, w in enumerate(picked[:n_examples]):
+                    for i, w in enumerate(picked):
                         ax.plot(t, w[c], color=color, lw=0.8, alpha=1.0 - 0.25 * i)
                 if c == 0:
                     ax.set_title(f"{cls}: {name}", fontsize=10)

@@ -10,10 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from stimuli.data.datasets import RowView
+
 
 @dataclass
 class ReportInputs:
-    real_x: np.ndarray | None = None  # (N, C, T) real windows, e.g. the test split
+    real_x: np.ndarray | RowView | None = None  # (N, C, T) real windows, e.g. the test split
     real_labels: np.ndarray | None = None  # (N,)
     stimuli_x: np.ndarray | None = None  # (M, C, T)
     stimuli_labels: np.ndarray | None = None  # (M,)

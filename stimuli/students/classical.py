@@ -41,14 +41,18 @@ from sklearn.svm import LinearSVC
 from sklearn.utils.validation import has_fit_parameter
 from threadpoolctl import threadpool_limits
 
+from stimuli.data.datasets import RowView
 from stimuli.students.base import Student
-from stimuli.students.features import window_features
+from stimuli.students.features import CHUNK, window_features
 
 Representation = Literal["features", "flatten"]
 ESTIMATORS = ("knn", "random_forest", "logreg", "svm", "gboost")
 
 
-def flatten(x: np.ndarray) -> np.ndarray:
+def flatten(x: np.ndarray | RowView) -> np.ndarray:
+    """`(N, n_chans * n_times)` float64; a `RowView` is read `CHUNK` rows at a time."""
+    if isinstance(x, RowView):
+        return np.concatenate([flatten(x[i : i + CHUNK]) for i in range(0, len(x), CHUNK)])
     x = np.asarray(x)
     return x.reshape(len(x), -1).astype(np.float64, copy=False)
 
@@ -158,9 +162,11 @@ class ClassicalStudent(Student):
             ]
         )
 
-    def _check_x(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        if x.ndim != 3:
+    def _check_x(self, x: np.ndarray | RowView) -> np.ndarray | RowView:
+        """`x` as an array, or as it is when it is a `RowView` (read chunk by chunk)."""
+        if not isinstance(x, RowView):
+            x = np.asarray(x)
+        if len(x.shape) != 3:
             raise ValueError(f"windows must be 3-D (N, n_chans, n_times), got shape {x.shape}")
         if len(x) == 0:
             raise ValueError("got no windows")
@@ -171,7 +177,7 @@ class ClassicalStudent(Student):
         return x
 
     def fit(
-        self, x: np.ndarray, y: np.ndarray | None = None, soft: np.ndarray | None = None
+        self, x: np.ndarray | RowView, y: np.ndarray | None = None, soft: np.ndarray | None = None
     ) -> ClassicalStudent:
         self.pipeline_, self.n_classes_, self.input_shape_ = None, None, None
         x = self._check_x(x)
@@ -244,7 +250,7 @@ class ClassicalStudent(Student):
         keep = weights > 0
         return labels[keep], weights[keep], rows[keep]
 
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+    def predict_proba(self, x: np.ndarray | RowView) -> np.ndarray:
         if self.pipeline_ is None:
             raise RuntimeError("this student is not fitted yet; call fit first")
         x = self._check_x(x)

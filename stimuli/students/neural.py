@@ -20,6 +20,7 @@ import pytorch_lightning as pl
 import torch
 
 from stimuli.classifier import Classifier, predict_proba
+from stimuli.data.datasets import RowView
 from stimuli.models import build_model
 from stimuli.students.base import Student
 from stimuli.training import array_loader, balanced_class_weights, make_trainer
@@ -72,9 +73,14 @@ class NeuralStudent(Student):
             return self.model_name
         return getattr(self.model_name, "func", self.model_name).__name__
 
-    def fit(self, x: np.ndarray, y: np.ndarray, soft: np.ndarray | None = None) -> NeuralStudent:
-        x = np.asarray(x, dtype=np.float32)
-        if x.ndim != 3:
+    def fit(
+        self, x: np.ndarray | RowView, y: np.ndarray, soft: np.ndarray | None = None
+    ) -> NeuralStudent:
+        """`x`: an array or a `RowView` (e.g. a split's `WindowView`), which is read batch by
+        batch, in the same batches as its array."""
+        if not isinstance(x, RowView):
+            x = np.asarray(x, dtype=np.float32)
+        if len(x.shape) != 3:
             raise ValueError(f"windows must be 3-D (N, n_chans, n_times), got shape {x.shape}")
         y = np.asarray(y, dtype=np.int64)
         if len(np.unique(y)) < 2:

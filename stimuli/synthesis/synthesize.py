@@ -18,6 +18,15 @@ from stimuli.schema import SynthesisConfig
 from stimuli.synthesis.module import StimulusGenerator
 from stimuli.training import make_trainer
 
+# Seed distance between draws (`synthesis.draw`): far beyond any shard count, so draw d's shards
+# never reuse draw 0's seeds within one run seed.
+DRAW_SEED_STRIDE = 100_000
+
+
+def shard_seed(seed: int, index: int, draw: int = 0) -> int:
+    """The seed of shard `index` of draw `draw` of a run seeded `seed`."""
+    return int(seed) + int(index) + DRAW_SEED_STRIDE * int(draw)
+
 
 def shard_sizes(n: int, shard_size: int) -> list[int]:
     """Sizes of the shards N is split into: full shards, then the remainder."""
@@ -71,9 +80,10 @@ def synthesize(
 ) -> dict[str, Any]:
     """Optimise ``n`` (default ``cfg.n``) stimuli ``(n_chans, n_times)`` against ``teacher``.
 
-    N is split into shards of ``cfg.shard_size``; shard ``i`` is seeded with ``seed + i`` and
-    optimised on its own, so ``shard_index_range=(a, b)`` computes exactly shards ``a..b-1`` of
-    the full run (for splitting one synthesis over jobs and concatenating in shard order).
+    N is split into shards of ``cfg.shard_size``; shard ``i`` is seeded with
+    ``shard_seed(seed, i, cfg.draw)`` (``seed + i`` in the default draw 0) and optimised on its
+    own, so ``shard_index_range=(a, b)`` computes exactly shards ``a..b-1`` of the full run (for
+    splitting one synthesis over jobs and concatenating in shard order).
     The models passed in get back their train/eval flags, ``requires_grad`` and device.
     ``trainer`` is the `trainer/` config node: synthesis runs on one device of its accelerator
     (the teacher's), never data-parallel.
@@ -112,7 +122,7 @@ def synthesize(
                 identity_model=identity_model,
                 centroids=centroids,
                 student=student,
-                seed=seed + i,
+                seed=shard_seed(seed, i, cfg.draw),
             )
             fitter = make_trainer(
                 trainer, max_steps=cfg.steps, progress=cfg.progress_bar, single_device=True
