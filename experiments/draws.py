@@ -6,11 +6,12 @@
 
 A draw (`synthesis.draw`) is the same mechanism seeded anew: the teacher, the label teachers and
 every student on real windows are shared (cached), only the stimuli and what learns from them
-change. The spread over draws is what a single run's distilled scores can be trusted to: a change
-of a setting that moves a score by less than it says nothing. `--with` adds the results.json of
-other runs of the same split (e.g. draw 0, `bench/results/utility.json`). Writes
-`experiments/results/draws.json` and prints one Markdown table of test accuracy per student and
-training set: mean ± sd over the draws, the range, and each draw's value.
+change. The spread over draws is how far one run's scores on stimuli can be trusted: a change of
+a setting that moves a score by less than that spread has not been shown to matter. `--with`
+adds the results.json of other runs of the same split (e.g. draw 0,
+`bench/results/utility.json`). Writes `experiments/results/draws.json` and prints one Markdown
+table of test accuracy per student and training set: mean ± sd over the draws, the range, and
+each draw's value.
 """
 
 from __future__ import annotations
