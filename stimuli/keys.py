@@ -17,6 +17,7 @@ from stimuli.config import plain_config
 from stimuli.schema import (
     WEIGHTS_OMIT_IF,
     IdentityConfig,
+    SoftLabelsConfig,
     StudentDefaultsConfig,
     SynthesisConfig,
     TeacherConfig,
@@ -72,6 +73,12 @@ def synthesis_key_settings(cfg: DictConfig) -> dict:
     return synthesis
 
 
+def soft_label_key_settings(cfg: DictConfig) -> dict:
+    """The `soft_labels` settings the label teachers' key hashes (`adv_eps: null`, the setting's
+    behaviour before it existed, is left out, so those entries stay valid)."""
+    return key_settings(SoftLabelsConfig, plain_config(cfg.get("soft_labels") or {}))
+
+
 # Part of the stimuli's cache key, bumped whenever the synthesis code's numbers change (by float
 # rounding or more), so stimuli cached by older code are synthesized again. 2: the BN term's
 # moments with their own backward (synthesis/moments.py); 3: the smoothing as one depthwise
@@ -89,7 +96,7 @@ def stage_keys(cfg: DictConfig) -> dict[str, str]:
     stimuli = config_hash(
         "stimuli", teacher, identity, synthesis_key_settings(cfg), SYNTHESIS_NUMERICS
     )
-    label_teachers = config_hash("label_teachers", teacher, cfg.get("soft_labels") or {})
+    label_teachers = config_hash("label_teachers", teacher, soft_label_key_settings(cfg))
     return {
         "teacher": teacher,
         "identity": identity,
@@ -130,7 +137,7 @@ def mechanism_hash(cfg: DictConfig) -> str:
         cfg.get("callbacks"),
         key_settings(IdentityConfig, plain_config(cfg.identity)),
         synthesis,
-        cfg.get("soft_labels") or {},
+        soft_label_key_settings(cfg),
         {k: v for k, v in plain_config(cfg.trainer).items() if k in ("precision",)},
         (cfg.get("release") or {}).get("soft_labels", True),
     )

@@ -15,7 +15,9 @@ from omegaconf import open_dict
 from stimuli.audit import split_overrides
 from stimuli.keys import mechanism_hash, stage_keys, student_key
 from stimuli.pipeline import run_pipeline
+from stimuli.pipeline.build_stages import label_teacher_settings
 from stimuli.release.bundle import ReleaseRefused
+from stimuli.schema import ConfigError, validate
 from stimuli.store import ArtifactStore
 from tests.conftest import REPO, TINY, TINY_RUN, compose_config
 
@@ -45,6 +47,22 @@ def test_a_synthesis_draw_is_other_stimuli_and_draw_zero_keeps_the_old_key(tmp_p
     with open_dict(cfg):  # a config from before the setting: the same stimuli key
         del cfg.synthesis["draw"]
     assert stage_keys(cfg)["stimuli"] == keys["stimuli"]
+
+
+def test_label_teachers_train_without_the_teachers_adversarial_radius_unless_told(tmp_path):
+    cfg = cfg_with(tmp_path)
+    assert cfg.teacher.adv_eps > 0 and label_teacher_settings(cfg).adv_eps == 0
+    assert {**label_teacher_settings(cfg), "adv_eps": cfg.teacher.adv_eps} == {**cfg.teacher}
+    same = cfg_with(tmp_path, "soft_labels.adv_eps=null")
+    assert label_teacher_settings(same) == same.teacher
+    keys, same_keys = stage_keys(cfg), stage_keys(same)
+    assert keys["label_teachers"] != same_keys["label_teachers"]
+    assert mechanism_hash(cfg) != mechanism_hash(same)  # another mechanism: other soft labels
+    with open_dict(same):  # null is the behaviour from before the setting: the same keys
+        del same.soft_labels["adv_eps"]
+    assert stage_keys(same) == same_keys
+    with pytest.raises(ConfigError, match=r"soft_labels\.adv_eps"):
+        validate(cfg_with(tmp_path, "soft_labels.adv_eps=-0.1"))
 
 
 def test_students_are_cached_by_what_they_learn_from(tmp_path):

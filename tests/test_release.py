@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import stimuli.teacher
 from stimuli import release
 from stimuli.classifier import predict_proba
 from stimuli.pipeline import Runner, assess_stages, open_job, run_pipeline
@@ -95,7 +96,16 @@ def test_soft_labels_from_teachers_on_disjoint_persons(owner, tmp_path, monkeypa
         "stages=[data,teacher,synthesize,students,evaluate,release]",
         "hard_labels=false",  # as the audit runs: no students on the stimuli's hard labels
     ]
+    radii = []  # each label teacher's adversarial radius (the teacher's is 0.01)
+    fit_teacher = stimuli.teacher.train_teacher
+
+    def recording_radius(*args, **kwargs):
+        radii.append(float(kwargs["cfg"].adv_eps))
+        return fit_teacher(*args, **kwargs)
+
+    monkeypatch.setattr("stimuli.teacher.train_teacher", recording_radius)
     results = run_pipeline(compose_config(overrides, tmp_path / "run", owner.cache))
+    assert radii == [0.0, 0.0, 0.0]  # soft_labels.adv_eps: they are never inverted
     assert list(results["students"]["logreg"]) == ["real", "stimuli_kd", "gap_kd"]
     assert results["cache"]["label_teachers"] == "trained"
     assert results["cache"]["stimuli"] == "cached"  # the stimuli do not depend on the labels

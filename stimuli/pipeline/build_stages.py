@@ -12,7 +12,7 @@ import logging
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from stimuli.classifier import predict_proba
@@ -190,6 +190,17 @@ def n_label_teachers(cfg) -> int:
     return int((cfg.get("soft_labels") or {}).get("teachers", 1))
 
 
+def label_teacher_settings(cfg) -> DictConfig:
+    """The label teachers' training settings: the teacher's, with `soft_labels.adv_eps` as
+    their adversarial radius when it is set (null: the teacher's). The teacher trains
+    adversarially so that synthesis can invert it; the label teachers are never inverted, only
+    asked for probabilities, so they need not pay for it (half of their training time)."""
+    adv_eps = (cfg.get("soft_labels") or {}).get("adv_eps")
+    if adv_eps is None:
+        return cfg.teacher
+    return OmegaConf.merge(cfg.teacher, {"adv_eps": float(adv_eps)})
+
+
 def soft_labels_stage(
     ctx: RunContext, dm: CohortDataModule, teacher: nn.Module, stimuli: dict
 ) -> StageOutput:
@@ -202,7 +213,7 @@ def soft_labels_stage(
     ensemble, report, built = label_teacher_ensemble(
         dm,
         cfg.model,
-        cfg.teacher,
+        label_teacher_settings(cfg),
         k,
         ctx.seed + int(cfg.soft_labels.seed_offset),
         ctx.store,
