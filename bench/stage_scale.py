@@ -1,12 +1,12 @@
 """Every stage of a run (teacher, identity model, synthesis, students, evaluation, privacy audit,
-report) on cohorts 1x and 5x the open one: peak memory per stage, so a stage that loads every
-window at once shows.
+report, release with its copy check) on cohorts 1x and 5x the open one: peak memory per stage,
+so a stage that loads every window at once shows.
 
     python -m bench.stage_scale [--sizes 1,5] [--out PATH]
 
 For each size, the `bench.data_scale` copies of the learning set (new records and persons, K
 times the windows) and a fresh subprocess running `python -m stimuli.run +experiment=apnea_cnn`
-with every stage but the release, scaled down in steps (one teacher epoch, few synthesis,
+with every stage, scaled down in steps (one teacher epoch, few synthesis,
 student and auditor steps, small forests: memory, not quality, is measured) into an empty
 cache. The run's `results.json` gives the process's peak RSS after each stage
 (`peak_rss_mib`); the parent takes the whole process tree's peak from `wait4`. RSS counts the
@@ -41,7 +41,7 @@ SMALL = [  # memory, not quality: every stage runs its real code on every window
     "+experiment=apnea_cnn",
     "logger=none",
     "quiet=true",
-    "stages=[data,teacher,synthesize,students,evaluate,privacy]",
+    "stages=[data,teacher,synthesize,students,evaluate,privacy,release]",
     "teacher.max_epochs=1",
     "identity.steps=50",
     "synthesis.n=128",

@@ -179,7 +179,7 @@ class SoftLabelsConfig:
 
     teachers: int = setting(2, public=True)
     seed_offset: int = setting(100)
-    adv_eps: float | None = setting(0.0, omit_if=None)
+    adv_eps: float | None = setting(None, omit_if=None)
 
     def __post_init__(self) -> None:
         _at_least("soft_labels", "teachers", self.teachers, 1)

@@ -49,18 +49,22 @@ def test_a_synthesis_draw_is_other_stimuli_and_draw_zero_keeps_the_old_key(tmp_p
     assert stage_keys(cfg)["stimuli"] == keys["stimuli"]
 
 
-def test_label_teachers_train_without_the_teachers_adversarial_radius_unless_told(tmp_path):
+def test_label_teachers_train_with_the_teachers_radius_unless_told_otherwise(tmp_path):
     cfg = cfg_with(tmp_path)
-    assert cfg.teacher.adv_eps > 0 and label_teacher_settings(cfg).adv_eps == 0
-    assert {**label_teacher_settings(cfg), "adv_eps": cfg.teacher.adv_eps} == {**cfg.teacher}
-    same = cfg_with(tmp_path, "soft_labels.adv_eps=null")
-    assert label_teacher_settings(same) == same.teacher
-    keys, same_keys = stage_keys(cfg), stage_keys(same)
-    assert keys["label_teachers"] != same_keys["label_teachers"]
-    assert mechanism_hash(cfg) != mechanism_hash(same)  # another mechanism: other soft labels
-    with open_dict(same):  # null is the behaviour from before the setting: the same keys
-        del same.soft_labels["adv_eps"]
-    assert stage_keys(same) == same_keys
+    assert cfg.teacher.adv_eps > 0 and label_teacher_settings(cfg) == cfg.teacher
+    keys, mechanism = stage_keys(cfg), mechanism_hash(cfg)
+    with open_dict(cfg):  # a config from before the setting: the same keys and mechanism
+        del cfg.soft_labels["adv_eps"]
+    assert stage_keys(cfg) == keys and mechanism_hash(cfg) == mechanism
+    plain = cfg_with(tmp_path, "soft_labels.adv_eps=0")
+    assert label_teacher_settings(plain).adv_eps == 0
+    assert {**label_teacher_settings(plain), "adv_eps": cfg.teacher.adv_eps} == {**cfg.teacher}
+    plain_keys = stage_keys(plain)
+    assert plain_keys["label_teachers"] != keys["label_teachers"]
+    assert {k: v for k, v in plain_keys.items() if k != "label_teachers"} == {
+        k: v for k, v in keys.items() if k != "label_teachers"
+    }
+    assert mechanism_hash(plain) != mechanism  # other soft labels: another mechanism
     with pytest.raises(ConfigError, match=r"soft_labels\.adv_eps"):
         validate(cfg_with(tmp_path, "soft_labels.adv_eps=-0.1"))
 

@@ -14,10 +14,12 @@ import mne
 import numpy as np
 import pytest
 import torch
+from sklearn.neighbors import NearestNeighbors
 
 import stimuli.teacher
 from stimuli import release
 from stimuli.classifier import predict_proba
+from stimuli.data.datasets import WindowView
 from stimuli.pipeline import Runner, assess_stages, open_job, run_pipeline
 from stimuli.pipeline.assess_stages import release_forbidden
 from stimuli.release import DATE_RE, BundleError, LeakError
@@ -96,7 +98,7 @@ def test_soft_labels_from_teachers_on_disjoint_persons(owner, tmp_path, monkeypa
         "stages=[data,teacher,synthesize,students,evaluate,release]",
         "hard_labels=false",  # as the audit runs: no students on the stimuli's hard labels
     ]
-    radii = []  # each label teacher's adversarial radius (the teacher's is 0.01)
+    radii = []  # each label teacher's adversarial radius
     fit_teacher = stimuli.teacher.train_teacher
 
     def recording_radius(*args, **kwargs):
@@ -104,8 +106,9 @@ def test_soft_labels_from_teachers_on_disjoint_persons(owner, tmp_path, monkeypa
         return fit_teacher(*args, **kwargs)
 
     monkeypatch.setattr("stimuli.teacher.train_teacher", recording_radius)
-    results = run_pipeline(compose_config(overrides, tmp_path / "run", owner.cache))
-    assert radii == [0.0, 0.0, 0.0]  # soft_labels.adv_eps: they are never inverted
+    cfg = compose_config(overrides, tmp_path / "run", owner.cache)
+    results = run_pipeline(cfg)
+    assert cfg.teacher.adv_eps > 0 and radii == [cfg.teacher.adv_eps] * 3  # the teacher's
     assert list(results["students"]["logreg"]) == ["real", "stimuli_kd", "gap_kd"]
     assert results["cache"]["label_teachers"] == "trained"
     assert results["cache"]["stimuli"] == "cached"  # the stimuli do not depend on the labels
@@ -302,6 +305,22 @@ def test_leak_check_refuses_and_writes_nothing(owner, owner_run, tmp_path, data_
         assert part in str(err.value), (part, str(err.value))
     assert not dest.exists()
     assert not (tmp_path / "run").exists() or leftovers(tmp_path / "run") == []
+
+
+def test_the_copy_check_reads_the_cohort_split_by_split_and_finds_the_nearest_real_window(
+    owner, owner_run
+):
+    run, forbidden = owner_run
+    assert [type(w) for w in forbidden.windows] == [WindowView] * 3  # the cache's memory map
+    whole = np.concatenate([ds.arrays()[0] for ds in run.get("dm").datasets.values()])
+    assert forbidden.reference_windows() == len(whole)
+    with np.load(owner.bundle / "stimuli.npz") as f:
+        x = f["x"]
+    x = np.concatenate([x, whole[[7, len(whole) - 1]]])  # and two real windows of the cohort
+    index = NearestNeighbors(n_neighbors=1).fit(whole.reshape(len(whole), -1))
+    expected = index.kneighbors(x.reshape(len(x), -1))[0][:, 0]
+    np.testing.assert_allclose(forbidden.nearest_real(x), expected, rtol=1e-4, atol=1e-4)
+    assert np.all(forbidden.nearest_real(x)[-2:] <= forbidden.copy_threshold()[1])
 
 
 def test_record_name_is_not_matched_inside_numbers(owner_run):

@@ -192,9 +192,10 @@ def n_label_teachers(cfg) -> int:
 
 def label_teacher_settings(cfg) -> DictConfig:
     """The label teachers' training settings: the teacher's, with `soft_labels.adv_eps` as
-    their adversarial radius when it is set (null: the teacher's). The teacher trains
-    adversarially so that synthesis can invert it; the label teachers are never inverted, only
-    asked for probabilities, so they need not pay for it (half of their training time)."""
+    their adversarial radius when it is set (null, the default: the teacher's). The label
+    teachers are never inverted, only asked for probabilities, so `0` skips the adversarial
+    step and most of their time, but their soft labels on the stimuli teach the students less
+    (README, "What a run trains")."""
     adv_eps = (cfg.get("soft_labels") or {}).get("adv_eps")
     if adv_eps is None:
         return cfg.teacher

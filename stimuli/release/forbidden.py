@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from stimuli.data.datasets import RowView
 from stimuli.release.patterns import DATE_RE, EDF_PLACEHOLDERS, EDGE_L, EDGE_R
 
 log = logging.getLogger(__name__)
@@ -28,8 +29,10 @@ class ForbiddenInfo:
     dates: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     tensors: dict[str, np.ndarray] = field(default_factory=dict)  # "teacher.<state-dict key>"
-    windows: np.ndarray | None = None  # every real window, as the teacher sees it (N, C, T)
-    train_windows: np.ndarray | None = None  # the training split (threshold of the copy check)
+    # every real window, as the teacher sees it: arrays or row views (N, C, T), one per split,
+    # read a chunk at a time by the copy check, so the cohort is never held whole
+    windows: list[np.ndarray | RowView] = field(default_factory=list)
+    train_windows: np.ndarray | RowView | None = None  # threshold of the copy check
     copy_sample: int = 3000
     copy_percentile: float = 1.0
     seed: int = 0
@@ -50,32 +53,41 @@ class ForbiddenInfo:
                     self._patterns[kind] = (terms, pat)
         return [(k, t, p) for k, (t, p) in self._patterns.items()]
 
-    def copy_index(self) -> tuple[Any, float, float] | None:
-        """(nearest-neighbour index over every real window, threshold, exact-copy tolerance)."""
-        if self.windows is None or len(self.windows) == 0:
-            return None
+    def window_shape(self) -> tuple[int, ...] | None:
+        """(C, T) of the real windows, or None without any."""
+        filled = [w for w in self.windows if len(w)]
+        return tuple(filled[0].shape[1:]) if filled else None
+
+    def reference_windows(self) -> int:
+        return sum(len(w) for w in self.windows)
+
+    def copy_threshold(self) -> tuple[float, float]:
+        """(threshold, exact-copy tolerance) of the copy check: the `copy_percentile`th
+        percentile of real-to-real nearest distances over a sample of training windows."""
         if self._copy is None:
-            from sklearn.neighbors import NearestNeighbors
+            from stimuli.privacy.neighbours import nearest_other
 
-            from stimuli.privacy.neighbours import flat, nearest_other
-
-            train = self.train_windows if self.train_windows is not None else self.windows
+            train = self.train_windows if self.train_windows is not None else self.windows[0]
             rng = np.random.default_rng(self.seed)
             sample = rng.choice(len(train), min(len(train), self.copy_sample), replace=False)
-            nearest = nearest_other(train, sample)
+            nearest = nearest_other(train, np.sort(sample))
             threshold = float(np.percentile(nearest, self.copy_percentile))
             tol = 1e-4 * float(np.median(nearest)) if len(nearest) else 0.0
-            real = flat(self.windows)
-            nn_all = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(real)
-            self._copy = (nn_all, threshold, tol)
+            self._copy = (threshold, tol)
             self.copy_stats.update(
                 threshold=round(threshold, 6),
                 percentile=self.copy_percentile,
                 real_to_real_median=round(float(np.median(nearest)), 6),
                 sampled_windows=len(sample),
-                reference_windows=len(real),
+                reference_windows=self.reference_windows(),
             )
         return self._copy
+
+    def nearest_real(self, x: np.ndarray) -> np.ndarray:
+        """Distance of each of `x` (N, C, T) to its nearest real window of any split."""
+        from stimuli.privacy.neighbours import knn
+
+        return np.min([knn(w, x, k=1)[0][:, 0] for w in self.windows if len(w)], axis=0)
 
 
 def _date_strings(value: date | datetime) -> set[str]:
@@ -224,8 +236,7 @@ def forbidden_info(
             info.paths.setdefault(str(Path(p).resolve()), "path")
     for prefix, model in (models or {}).items():
         info.tensors.update(state_arrays(prefix, model))
-    if getattr(dm, "datasets", None):
-        splits = [dm.datasets[s].arrays()[0] for s in dm.datasets]
-        info.windows = np.concatenate(splits)
-        info.train_windows = dm.datasets["train"].arrays()[0] if "train" in dm.datasets else None
+    if getattr(dm, "datasets", None):  # views of the memory-mapped cache, read chunk by chunk
+        info.windows = [dm.datasets[s].view() for s in dm.datasets]
+        info.train_windows = dm.datasets["train"].view() if "train" in dm.datasets else None
     return info

@@ -90,13 +90,13 @@ def _tensor_hits(values: np.ndarray, where: str, forbidden: ForbiddenInfo) -> li
 
 def _copy_hits(x: np.ndarray, where: str, forbidden: ForbiddenInfo) -> list[str]:
     """Stimuli within copy distance of a real window of the cohort."""
-    if forbidden.windows is None or x.ndim != 3 or x.shape[1:] != forbidden.windows.shape[1:]:
+    if x.ndim != 3 or x.shape[1:] != forbidden.window_shape() or len(x) == 0:
         return []
-    nn, threshold, tol = forbidden.copy_index()
-    flat = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
-    if not np.isfinite(flat).all():
+    threshold, tol = forbidden.copy_threshold()
+    x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
         return [f"{where}: holds non-finite values"]
-    dist = nn.kneighbors(flat, n_neighbors=1)[0][:, 0]
+    dist = forbidden.nearest_real(x)
     forbidden.copy_stats["stimulus_nearest_min"] = round(float(dist.min()), 6)
     forbidden.copy_stats["stimulus_nearest_median"] = round(float(np.median(dist)), 6)
     close = np.flatnonzero((dist < threshold) | (dist <= tol))
