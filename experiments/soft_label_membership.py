@@ -14,8 +14,10 @@ Each score is calibrated against the same person's out-of-split scores, as crite
 splits (`stimuli.privacy.roc.family_roc`): AUC with a family-wise person-bootstrap interval over
 the students (at 0.99, as the verdict's `privacy.family_level`), and TPR at FPR 0.1. Members
 are a split's training persons. The students on real windows (`real`) are the positive control:
-they trained on the members' own windows. This is a probe with one control, not a criterion: it
-has no placebo.
+they trained on the members' own windows. With `--placebo`, the same students are also fitted on
+white noise with random soft labels, as many windows as the release, and scored the same way:
+the probe must not find members in what learned nothing of them. It is a probe, not one of the
+verdict's criteria.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from experiments.per_person import job_models
 from stimuli.io import read_json, write_json
@@ -35,9 +37,11 @@ from stimuli.paths import REPO_ROOT
 from stimuli.pipeline import open_job
 from stimuli.privacy.roc import family_roc
 from stimuli.privacy.verdict import calibrate
+from stimuli.students.fit import student_factories
 
 OUT = REPO_ROOT / "experiments" / "results" / "soft_label_membership.json"
-VARIANTS = ("real", "stimuli_kd")
+VARIANTS = ("real", "stimuli_kd", "placebo")
+PLACEBO_SEED = 9000  # + the split seed: the noise and labels of a split's placebo
 
 
 def true_label_logp(probs: np.ndarray, y: np.ndarray, person: np.ndarray) -> dict[int, float]:
@@ -46,9 +50,23 @@ def true_label_logp(probs: np.ndarray, y: np.ndarray, person: np.ndarray) -> dic
     return {int(p): float(logp[person == p].mean()) for p in np.unique(person)}
 
 
-def split_scores(job_dir: Path, students: list[str]) -> dict:
+def placebo_students(cfg: DictConfig, students: list[str], n: int, shape: tuple, fs: float):
+    """The placebo: each student of `cfg.students` fitted, as on a release, on `n` white-noise
+    windows of `shape` with random soft labels (seeded by the split). It learned nothing of any
+    person, so the probe must find no members in it."""
+    rng = np.random.default_rng(PLACEBO_SEED + int(cfg.data.split.seed))
+    x = rng.standard_normal((n, *shape)).astype(np.float32)
+    soft = rng.dirichlet(np.ones(2), n).astype(np.float32)
+    factories = student_factories({name: cfg.students[name] for name in students})
+    return {
+        f"{name}/placebo": factory(fs=fs, seed=int(cfg.seed)).fit(x, soft.argmax(1), soft=soft)
+        for name, factory in factories.items()
+    }
+
+
+def split_scores(job_dir: Path, students: list[str], placebo: bool = False) -> dict:
     """One finished job: every person of its cohort, whether it trained on them, and each saved
-    student's score per person, by variant."""
+    student's score per person, by variant (with `placebo`, also the placebo's students)."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = OmegaConf.load(job_dir / "config_resolved.yaml")  # reopened from its cache
         cfg.paths.output_dir, cfg.quiet = str(tmp), True
@@ -57,8 +75,12 @@ def split_scores(job_dir: Path, students: list[str]) -> dict:
     x, y, person = (np.concatenate([p[i] for p in parts]) for i in range(3))
     members = set(np.unique(dm.datasets["train"].arrays()[2]).tolist())
     persons = sorted(int(p) for p in np.unique(person))
+    models = job_models(job_dir, students)
+    if placebo:
+        n = int(cfg.synthesis.n)
+        models |= placebo_students(cfg, students, n, x.shape[1:], float(dm.fs))
     scores: dict[str, dict[str, list[float]]] = {v: {} for v in VARIANTS}
-    for key, model in job_models(job_dir, students).items():
+    for key, model in models.items():
         name, variant = key.split("/")
         if variant in scores:
             per_person = true_label_logp(np.asarray(model.predict_proba(x)), y, person)
@@ -77,7 +99,7 @@ def pooled(
     split = np.concatenate([[k] * len(s["persons"]) for k, s in enumerate(splits)])
     out = {}
     for variant in VARIANTS:
-        names = sorted(set.intersection(*(set(s["scores"][variant]) for s in splits)))
+        names = sorted(set.intersection(*(set(s["scores"].get(variant, {})) for s in splits)))
         calibrated = {
             n: calibrate(person, member, np.concatenate([s["scores"][variant][n] for s in splits]))
             for n in names
@@ -117,13 +139,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("sweep", type=Path)
     parser.add_argument("--students", default="cnn,mlp,logreg", help="comma-separated")
     parser.add_argument("--label", default=None, help="the row's name in --out")
+    parser.add_argument(
+        "--placebo", action="store_true", help="also fit and score the white-noise placebo"
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     jobs = sorted(p for p in args.sweep.iterdir() if (p / "students").is_dir())
     if len(jobs) < 2:
         raise SystemExit(f"{args.sweep}: {len(jobs)} finished job(s) with students; need >= 2")
     torch.set_num_threads(1)
-    splits = [split_scores(job, args.students.split(",")) for job in jobs]
+    splits = [split_scores(job, args.students.split(","), args.placebo) for job in jobs]
     result = pooled(splits)
     rows = read_json(args.out) if args.out.is_file() else {}
     rows[args.label or str(args.sweep)] = {

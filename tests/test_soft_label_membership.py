@@ -1,12 +1,15 @@
 """The soft-label membership probe (experiments/soft_label_membership.py): its pooling tells a
-student that is surer of its training persons from one that is not."""
+student that is surer of its training persons from one that is not, and its placebo students
+learn seeded noise."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from omegaconf import open_dict
 
-from experiments.soft_label_membership import pooled, true_label_logp
+from experiments.soft_label_membership import placebo_students, pooled, true_label_logp
+from tests.conftest import TINY, compose_config
 
 
 def test_true_label_logp_is_the_mean_log_probability_of_each_persons_labels():
@@ -40,3 +43,18 @@ def test_a_student_surer_of_its_members_is_found_and_one_that_is_not_is_not():
     assert remembers["auc"] > 0.95 and not remembers["covers_chance"]
     forgets = pooled(splits_with(member_gain=0.0), n_bootstrap=200)["stimuli_kd"]["cnn"]
     assert 0.3 < forgets["auc"] < 0.7 and forgets["covers_chance"]
+
+
+def test_the_placebo_students_learn_seeded_white_noise_with_random_soft_labels(tmp_path):
+    cfg = compose_config([*TINY, "student=logreg"], tmp_path / "run", tmp_path / "cache")
+    shape = (4, 60)
+    first = placebo_students(cfg, ["logreg"], 64, shape, fs=1.0)
+    again = placebo_students(cfg, ["logreg"], 64, shape, fs=1.0)
+    with open_dict(cfg):
+        cfg.data.split.seed = 3  # another split: other noise and labels
+    other = placebo_students(cfg, ["logreg"], 64, shape, fs=1.0)
+    probe = np.random.default_rng(1).standard_normal((16, *shape)).astype(np.float32)
+    probs = first["logreg/placebo"].predict_proba(probe)
+    assert probs.shape == (16, 2) and np.allclose(probs.sum(1), 1)
+    np.testing.assert_array_equal(probs, again["logreg/placebo"].predict_proba(probe))
+    assert not np.allclose(probs, other["logreg/placebo"].predict_proba(probe))
