@@ -40,7 +40,9 @@ from stimuli.privacy.verdict import calibrate
 from stimuli.students.fit import student_factories
 
 OUT = REPO_ROOT / "experiments" / "results" / "soft_label_membership.json"
-VARIANTS = ("real", "stimuli_kd", "placebo")
+# real windows (must fail), the stimuli's hard labels (an audit with `hard_labels=true`), the
+# soft labels, the placebo (must pass)
+VARIANTS = ("real", "stimuli", "stimuli_kd", "placebo")
 PLACEBO_SEED = 9000  # + the split seed: the noise and labels of a split's placebo
 
 
