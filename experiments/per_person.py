@@ -36,12 +36,17 @@ def job_models(job_dir: Path, students: list[str] | None) -> dict[str, object]:
     return found
 
 
-def per_person_accuracy(job_dir: Path, students: list[str] | None = None) -> dict:
+def reopen_job(job_dir: Path, *artifacts: str) -> tuple:
+    """`artifacts` (e.g. "dm", "teacher") of a finished job, reopened from its cache."""
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = OmegaConf.load(job_dir / "config_resolved.yaml")  # reopened from its cache
+        cfg = OmegaConf.load(job_dir / "config_resolved.yaml")
         cfg.paths.output_dir, cfg.quiet = str(tmp), True
         job = open_job(cfg)
-        dm, teacher = job.get("dm"), job.get("teacher")
+        return tuple(job.get(name) for name in artifacts)
+
+
+def per_person_accuracy(job_dir: Path, students: list[str] | None = None) -> dict:
+    dm, teacher = reopen_job(job_dir, "dm", "teacher")
     models = {"teacher": None, **job_models(job_dir, students)}
     if len(models) == 1:
         raise SystemExit(f"{job_dir}: no saved students match {students}")

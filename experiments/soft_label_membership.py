@@ -24,17 +24,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.per_person import job_models
+from experiments.per_person import job_models, reopen_job
 from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
-from stimuli.pipeline import open_job
 from stimuli.privacy.roc import family_roc
 from stimuli.privacy.verdict import calibrate
 from stimuli.students.fit import student_factories
@@ -69,13 +67,11 @@ def placebo_students(cfg: DictConfig, students: list[str], n: int, shape: tuple,
 def split_scores(job_dir: Path, students: list[str], placebo: bool = False) -> dict:
     """One finished job: every person of its cohort, whether it trained on them, and each saved
     student's score per person, by variant (with `placebo`, also the placebo's students)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = OmegaConf.load(job_dir / "config_resolved.yaml")  # reopened from its cache
-        cfg.paths.output_dir, cfg.quiet = str(tmp), True
-        dm = open_job(cfg).get("dm")
-    parts = [ds.arrays() for ds in dm.datasets.values()]
-    x, y, person = (np.concatenate([p[i] for p in parts]) for i in range(3))
-    members = set(np.unique(dm.datasets["train"].arrays()[2]).tolist())
+    cfg = OmegaConf.load(job_dir / "config_resolved.yaml")
+    (dm,) = reopen_job(job_dir, "dm")
+    parts = {split: ds.arrays() for split, ds in dm.datasets.items()}
+    x, y, person = (np.concatenate([p[i] for p in parts.values()]) for i in range(3))
+    members = set(np.unique(parts["train"][2]).tolist())
     persons = sorted(int(p) for p in np.unique(person))
     models = job_models(job_dir, students)
     if placebo:
