@@ -6,8 +6,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from bench.cnn_block import textbook_blocks
+from bench.cnn_block import MaxIndicesGroupMax1d, textbook_blocks
 from stimuli.models import MODELS, build_model, list_models
+from stimuli.models.cnn import GroupMax1d
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf" / "model"
 SHAPES = [(1, 1200), (4, 60), (1, 240)]  # (n_chans, n_times)
@@ -118,3 +119,22 @@ def test_cnn_pooling_matches_relu_then_maxpool_bit_for_bit(n_times: int) -> None
     assert torch.equal(out_a, out_b)
     assert torch.equal(gx_a, gx_b)
     assert all(torch.equal(a, b) for a, b in zip(gp_a, gp_b, strict=True))
+
+
+@pytest.mark.parametrize("kernel_size", [2, 4, 5])
+def test_group_max_routes_ties_like_torch_max(kernel_size: int) -> None:
+    """Windows with flat stretches give tied maxima: the gradient goes to the first of them,
+    as `Tensor.max(dim=-1)` sends it, and the values are max's (a remainder is dropped)."""
+    torch.manual_seed(0)
+    x = torch.randint(-2, 3, (8, 3, 41)).float()  # five levels: most groups hold a tie
+    weights = torch.randn(8, 3, 41 // kernel_size)
+    grads = []
+    for pool in (GroupMax1d(kernel_size), MaxIndicesGroupMax1d(kernel_size)):
+        xi = x.clone().requires_grad_(True)
+        out = pool(xi)
+        (out * weights).sum().backward()
+        grads.append((out.detach(), xi.grad))
+    (out_a, grad_a), (out_b, grad_b) = grads
+    assert torch.equal(out_a, out_b)
+    assert torch.equal(grad_a, grad_b)
+    assert (grad_a != 0).sum() == out_a.numel()  # one winner per group, ties included
