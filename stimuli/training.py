@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import shutil
 from collections.abc import Mapping, Sequence
@@ -81,6 +82,14 @@ _BASE = {
     "num_sanity_val_steps": 0,
     "log_every_n_steps": 10,
 }
+# `deterministic=True` makes Lightning turn on torch's deterministic algorithms, and with them
+# `torch.utils.deterministic.fill_uninitialized_memory`: every `torch.empty` is filled with NaN,
+# so that a kernel reading memory it never wrote shows up. No kernel here does (a run gives the
+# same numbers bit for bit either way: tests/test_training.py, and the audit's 8 splits), and the
+# fill is one more pass over every activation, gradient and buffer: a cnn student fit and a
+# synthesis shard run 1.03x and 1.05x as fast without it at one thread (`python -m bench.uninitialized_fill`).
+# `STIMULI_FILL_UNINITIALIZED=1` keeps torch's fill (to hunt such a kernel).
+FILL_ENV = "STIMULI_FILL_UNINITIALIZED"
 # Keys of a `trainer/` node that place a job on hardware; the rest (checkpointing, logging
 # cadence) belongs to the run that builds the Trainer.
 PLACEMENT_KEYS = ("accelerator", "devices", "strategy", "precision", "sync_batchnorm")
@@ -122,6 +131,9 @@ def make_trainer(
         logger=logger,
         default_root_dir=str(root_dir) if root_dir else None,
     )
+    if kwargs.get("deterministic"):
+        keep_fill = os.environ.get(FILL_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
+        torch.utils.deterministic.fill_uninitialized_memory = keep_fill
     if "spawn" in str(kwargs.get("strategy", "")):
         # file-descriptor sharing fails on the empty storages of a fresh module (gloo, CPU)
         torch.multiprocessing.set_sharing_strategy("file_system")

@@ -41,6 +41,25 @@ def test_mixup_changes_training_and_stays_deterministic(windows):
     assert proba.shape == (16, 2) and np.allclose(proba.sum(1), 1, atol=1e-5)
 
 
+def test_torchs_nan_fill_of_new_tensors_is_off_and_changes_no_number(windows, monkeypatch):
+    """A deterministic Trainer turns torch's NaN fill of uninitialised memory off (one pass over
+    every new tensor); a kernel that read such memory would make these two networks differ."""
+    from stimuli.training import FILL_ENV
+
+    x, y = windows
+    kw = dict(steps=6, batch_size=64, seed=5)
+    without = NeuralStudent("cnn", **kw).fit(x, y)
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+    monkeypatch.setenv(FILL_ENV, "1")
+    with_fill = NeuralStudent("cnn", **kw).fit(x, y)
+    assert torch.utils.deterministic.fill_uninitialized_memory is True
+    monkeypatch.delenv(FILL_ENV)
+    NeuralStudent("cnn", **{**kw, "steps": 1}).fit(x, y)
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+    assert torch.equal(weights(without), weights(with_fill))
+    np.testing.assert_array_equal(without.predict_proba(x), with_fill.predict_proba(x))
+
+
 def test_mixup_loss_mixes_both_targets(windows):
     x, _ = windows
     torch.manual_seed(0)
