@@ -40,8 +40,10 @@ bench:  ## benchmarks; results land in bench/results/ (utility: ~40 min on 2 cor
 	$(PY) -m bench.synthesis_throughput
 	$(PY) -m bench.parallel_training
 	$(PY) -m bench.cnn_block
+	$(PY) -m bench.cnn_block --threads 1
 	$(PY) -m bench.bn_moments
 	$(PY) -m bench.allocator
+	$(PY) -m bench.uninitialized_fill --threads 1
 	$(PY) -m bench.utility
 
 profile:  ## where a default run's time goes (py-spy), bench/results/profile.json

@@ -3,11 +3,14 @@ default student and stimulus-shard workloads of `+experiment=apnea_cnn`."""
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -37,6 +40,50 @@ def alternate(arms: dict[str, Callable[[], object]], repeats: int) -> dict[str, 
             arm()
             seconds[name].append(round(time.perf_counter() - t, 2))
     return seconds
+
+
+def warm_then_alternate(
+    arms: dict[str, Callable[[], object]], repeats: int
+) -> dict[str, list[float]]:
+    """`alternate` after one untimed run of each arm (start-up costs)."""
+    for arm in arms.values():
+        arm()
+    return alternate(arms, repeats)
+
+
+def student_and_shard_parser(description: str | None = None) -> argparse.ArgumentParser:
+    """The options of a comparison on a cnn student fit and one stimulus shard."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--student-steps", type=int, default=200)
+    parser.add_argument("--shard-steps", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    return parser
+
+
+@dataclass
+class StudentAndShard:
+    """What a comparison on a cnn student fit and one stimulus shard works on: the default
+    split's real training windows `x`, `y` with `student_settings`, and `shard(teacher,
+    identity)` (see `shard_workload`)."""
+
+    cfg: DictConfig
+    x: np.ndarray
+    y: np.ndarray
+    student_settings: dict
+    teacher: nn.Module
+    identity: nn.Module
+    shard: Callable[..., object]
+
+
+def student_and_shard(args: argparse.Namespace) -> StudentAndShard:
+    """The workloads of `student_and_shard_parser`'s options, torch's threads set first."""
+    cfg, dm = default_experiment(args.threads)
+    x, y, _ = dm.datasets["train"].arrays()
+    teacher, identity, shard = shard_workload(cfg, dm, args.shard_steps)
+    return StudentAndShard(
+        cfg, x, y, student_settings(cfg, args.student_steps), teacher, identity, shard
+    )
 
 
 def speedup(seconds: dict[str, list[float]], base: str, other: str, **facts: object) -> dict:

@@ -20,16 +20,19 @@ Writes `bench/results/cnn_block.json` (`cnn_block_threads1.json` with `--threads
 
 from __future__ import annotations
 
-import argparse
 import copy
-from collections.abc import Callable
 from functools import partial
 
 import torch
 from torch import nn
 
 from bench import command
-from bench.arms import alternate, default_experiment, shard_workload, speedup, student_settings
+from bench.arms import (
+    speedup,
+    student_and_shard,
+    student_and_shard_parser,
+    warm_then_alternate,
+)
 from stimuli.io import write_json
 from stimuli.models import build_model
 from stimuli.models.cnn import GroupMax1d
@@ -82,38 +85,27 @@ def textbook_cnn(**kwargs) -> nn.Module:
     return textbook_blocks(build_model("cnn", **kwargs))
 
 
-def timed(arms: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """`alternate` after one untimed run of each arm."""
-    for arm in arms.values():
-        arm()
-    return alternate(arms, repeats)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--student-steps", type=int, default=200)
-    parser.add_argument("--shard-steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
+    parser = student_and_shard_parser()
     args = parser.parse_args()
-    cfg, dm = default_experiment(args.threads)
-    x, y, _ = dm.datasets["train"].arrays()
-    settings = student_settings(cfg, args.student_steps)
+    work = student_and_shard(args)
+    cfg, y, teacher, identity, shard = work.cfg, work.y, work.teacher, work.identity, work.shard
 
     def student(model) -> None:
-        NeuralStudent(model, **settings).fit(x, y)
+        NeuralStudent(model, **work.student_settings).fit(work.x, work.y)
 
-    teacher, identity, shard = shard_workload(cfg, dm, args.shard_steps)
     nets = {
         "textbook": (textbook_blocks(teacher), textbook_blocks(identity)),
         "max_indices": (max_indices_blocks(teacher), max_indices_blocks(identity)),
         "group_max": (teacher, identity),
     }
     factories = {"textbook": textbook_cnn, "max_indices": max_indices_cnn, "group_max": "cnn"}
-    student_seconds = timed(
+    student_seconds = warm_then_alternate(
         {arm: partial(student, factory) for arm, factory in factories.items()}, args.repeats
     )
-    shard_seconds = timed({arm: partial(shard, *pair) for arm, pair in nets.items()}, args.repeats)
+    shard_seconds = warm_then_alternate(
+        {arm: partial(shard, *pair) for arm, pair in nets.items()}, args.repeats
+    )
     result = {
         "benchmark": "cnn_block",
         "command": command("bench.cnn_block"),

@@ -16,7 +16,6 @@ architectures. Writes `bench/results/uninitialized_fill.json`
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Callable
 from functools import partial
@@ -24,7 +23,12 @@ from functools import partial
 import torch
 
 from bench import command
-from bench.arms import alternate, default_experiment, shard_workload, speedup, student_settings
+from bench.arms import (
+    speedup,
+    student_and_shard,
+    student_and_shard_parser,
+    warm_then_alternate,
+)
 from stimuli.io import write_json
 from stimuli.paths import REPO_ROOT
 from stimuli.students.neural import NeuralStudent
@@ -40,38 +44,32 @@ def with_fill(fill: bool, work: Callable[[], object]) -> None:
 
 def compare(work: Callable[[], object], repeats: int) -> dict[str, list[float]]:
     arms = {"fill": partial(with_fill, True, work), "no_fill": partial(with_fill, False, work)}
-    for arm in arms.values():
-        arm()
-    return alternate(arms, repeats)
+    return warm_then_alternate(arms, repeats)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--student-steps", type=int, default=200)
-    parser.add_argument("--shard-steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None)
+    parser = student_and_shard_parser()
     args = parser.parse_args()
-    cfg, dm = default_experiment(args.threads)
-    x, y, _ = dm.datasets["train"].arrays()
-    settings = student_settings(cfg, args.student_steps)
-    teacher, identity, shard = shard_workload(cfg, dm, args.shard_steps)
+    work = student_and_shard(args)
     result = {
         "benchmark": "uninitialized_fill",
         "command": command("bench.uninitialized_fill"),
         "threads": torch.get_num_threads(),
         "student": speedup(
-            compare(lambda: NeuralStudent("cnn", **settings).fit(x, y), args.repeats),
+            compare(
+                lambda: NeuralStudent("cnn", **work.student_settings).fit(work.x, work.y),
+                args.repeats,
+            ),
             "fill",
             "no_fill",
             steps=args.student_steps,
-            windows=len(y),
+            windows=len(work.y),
         ),
         "synthesis": speedup(
-            compare(lambda: shard(teacher, identity), args.repeats),
+            compare(lambda: work.shard(work.teacher, work.identity), args.repeats),
             "fill",
             "no_fill",
-            shard_size=int(cfg.synthesis.shard_size),
+            shard_size=int(work.cfg.synthesis.shard_size),
             steps=args.shard_steps,
         ),
     }

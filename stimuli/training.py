@@ -84,11 +84,12 @@ _BASE = {
 }
 # `deterministic=True` makes Lightning turn on torch's deterministic algorithms, and with them
 # `torch.utils.deterministic.fill_uninitialized_memory`: every `torch.empty` is filled with NaN,
-# so that a kernel reading memory it never wrote shows up. No kernel here does (a run gives the
-# same numbers bit for bit either way: tests/test_training.py, and the audit's 8 splits), and the
-# fill is one more pass over every activation, gradient and buffer: a cnn student fit and a
-# synthesis shard run 1.03x and 1.05x as fast without it at one thread (`python -m bench.uninitialized_fill`).
-# `STIMULI_FILL_UNINITIALIZED=1` keeps torch's fill (to hunt such a kernel).
+# so that a kernel reading memory it never wrote shows up. No kernel here does (the same numbers
+# bit for bit either way: tests/test_students.py, the default run, the audit's 8 splits), and
+# the fill is one more pass over every activation, gradient and buffer: a cnn student fit and a
+# synthesis shard run 1.03x and 1.05x as fast without it at one thread
+# (`python -m bench.uninitialized_fill --threads 1`). `STIMULI_FILL_UNINITIALIZED=1` keeps
+# torch's fill (to hunt such a kernel).
 FILL_ENV = "STIMULI_FILL_UNINITIALIZED"
 # Keys of a `trainer/` node that place a job on hardware; the rest (checkpointing, logging
 # cadence) belongs to the run that builds the Trainer.

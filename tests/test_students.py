@@ -16,6 +16,7 @@ from stimuli.classifier import Classifier
 from stimuli.models import build_model
 from stimuli.students import ClassicalStudent, Student
 from stimuli.students.neural import NeuralStudent
+from stimuli.training import FILL_ENV
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +45,6 @@ def test_mixup_changes_training_and_stays_deterministic(windows):
 def test_torchs_nan_fill_of_new_tensors_is_off_and_changes_no_number(windows, monkeypatch):
     """A deterministic Trainer turns torch's NaN fill of uninitialised memory off (one pass over
     every new tensor); a kernel that read such memory would make these two networks differ."""
-    from stimuli.training import FILL_ENV
-
     x, y = windows
     kw = dict(steps=6, batch_size=64, seed=5)
     without = NeuralStudent("cnn", **kw).fit(x, y)

@@ -15,7 +15,8 @@ class _GroupMax(torch.autograd.Function):
     the same values, and the gradient routed to the first maximum of each group (scatter into
     zeros, as max's own backward does). On CPU, torch's max-with-indices over a dimension of 4
     runs at about a third of the speed of k - 1 elementwise maxima over strided views, which is
-    how this computes it; the index of the winner is kept as uint8 (bench/results/cnn_block.json).
+    how this computes it; the index of the winner is kept as uint8
+    (bench/results/cnn_block_threads1.json).
     A NaN wins `max` but not this index; only the gradient of a NaN group would differ."""
 
     @staticmethod
