@@ -11,16 +11,17 @@ glibc) and trimming only past 2 GiB keeps those pages: the same numbers, in less
 near its high-water mark instead of falling back between steps.
 
 Applied when `stimuli` is imported, so every process of a run has it (the run, Hydra's joblib
-workers, `stimuli.parallel`'s workers). `STIMULI_KEEP_FREED_MEMORY=0` turns it off; it does
-nothing where the C library is not glibc.
+workers, `stimuli.parallel`'s workers). `STIMULI_KEEP_FREED_MEMORY=0` turns it off
+(`stimuli.env.env_switch`); it does nothing where the C library is not glibc.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
 import sys
+
+from stimuli.env import env_switch
 
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
@@ -32,7 +33,7 @@ ENV = "STIMULI_KEEP_FREED_MEMORY"
 def keep_freed_memory() -> bool:
     """Set glibc's mmap threshold to its ceiling and its trim threshold to 2 GiB; True when
     both were applied."""
-    if os.environ.get(ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+    if not env_switch(ENV, default=True):
         return False
     if not sys.platform.startswith("linux"):
         return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import shutil
 from collections.abc import Mapping, Sequence
@@ -19,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from stimuli.config import plain_config
 from stimuli.data.datasets import RowView, WindowView
+from stimuli.env import env_switch
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +133,7 @@ def make_trainer(
         default_root_dir=str(root_dir) if root_dir else None,
     )
     if kwargs.get("deterministic"):
-        keep_fill = os.environ.get(FILL_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
-        torch.utils.deterministic.fill_uninitialized_memory = keep_fill
+        torch.utils.deterministic.fill_uninitialized_memory = env_switch(FILL_ENV, default=False)
     if "spawn" in str(kwargs.get("strategy", "")):
         # file-descriptor sharing fails on the empty storages of a fresh module (gloo, CPU)
         torch.multiprocessing.set_sharing_strategy("file_system")

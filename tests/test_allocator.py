@@ -42,3 +42,13 @@ def test_switched_off_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert keep_freed_memory() is False
     monkeypatch.setenv(ENV, "1")
     assert keep_freed_memory() is (sys.platform.startswith("linux"))
+
+
+def test_a_switch_that_is_neither_on_nor_off_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(ENV, "maybe")
+    with pytest.raises(ValueError, match=f"{ENV}='maybe' is not a switch"):
+        keep_freed_memory()
+    monkeypatch.setenv(ENV, " OFF ")
+    assert keep_freed_memory() is False

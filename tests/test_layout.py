@@ -19,6 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "console",
         "config",
         "augment",
+        "env",
         "allocator",
         "__init__",
     ),
