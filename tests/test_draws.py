@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
-from experiments import draws
+from experiments import draw_difference, draws
 from stimuli.pipeline import run_pipeline
 from tests.conftest import TINY_RUN, compose_config
 
@@ -37,3 +38,49 @@ def test_a_draw_reuses_the_teacher_and_real_students_and_the_spread_shows_what_m
             assert runs["draw 1"] == {
                 m: drawn["students"][student][variant][m] for m in ("acc", "kappa")
             }
+
+
+def _runs(accs: list[float], student: str = "knn", variant: str = "stimuli_kd") -> dict:
+    return {
+        f"draw {i}": {"students": {student: {variant: {"acc": a, "kappa": 0.0}}}}
+        for i, a in enumerate(accs)
+    }
+
+
+def test_the_difference_over_draws_tells_a_loss_within_the_bar_from_a_larger_or_an_unknown_one():
+    offsets = [-0.002, -0.001, 0.0, 0.001, 0.002, 0.0015, -0.0015, 0.0005]
+    base = _runs([0.70 + o for o in offsets])
+
+    kept = draw_difference.difference(_runs([0.695 + o for o in offsets]), base, bar=0.01)
+    cell = kept["knn"]["stimuli_kd"]
+    assert cell["difference"] == pytest.approx(-0.005)
+    low, high = cell["interval"]
+    assert low < -0.005 < high and low > -0.01
+    assert cell["standing"] == "within" and cell["draws_needed"] is None
+
+    lost = draw_difference.difference(_runs([0.67 + o for o in offsets]), base, bar=0.01)
+    assert lost["knn"]["stimuli_kd"]["standing"] == "worse"
+
+    # The same mean loss at ten times the spread: the interval straddles -bar.
+    noisy = draw_difference.difference(
+        _runs([0.695 + 10 * o for o in offsets]), _runs([0.70 + 10 * o for o in offsets]), 0.01
+    )["knn"]["stimuli_kd"]
+    assert noisy["standing"] == "undecided"
+    assert noisy["interval"][1] - noisy["interval"][0] > high - low
+    assert noisy["draws_needed"] > len(offsets)
+    # A mean loss beyond the bar is never "decided" in its favour by more draws.
+    beyond = draw_difference.difference(
+        _runs([0.685 + 10 * o for o in offsets]), _runs([0.70 + 10 * o for o in offsets]), 0.01
+    )["knn"]["stimuli_kd"]
+    assert beyond["standing"] == "undecided" and beyond["draws_needed"] is None
+
+
+def test_identical_cached_students_differ_by_nothing_and_a_single_draw_is_not_compared():
+    real = draw_difference.difference(
+        _runs([0.77] * 3, variant="real"), _runs([0.77] * 4, variant="real"), 0.01
+    )
+    assert real["knn"]["real"]["interval"] == [0.0, 0.0]
+    assert real["knn"]["real"]["standing"] == "within"
+    assert draw_difference.difference(_runs([0.7]), _runs([0.7, 0.71]), 0.01) == {}
+    with pytest.raises(ValueError, match="at least 2 draws"):
+        draw_difference.compare([0.7], [0.7, 0.71], 0.01)
