@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from experiments.draws import draw_results
-from stimuli.io import write_json
+from experiments.draws import sweep_results
+from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
 
 OUT = REPO_ROOT / "experiments" / "results" / "draw_difference.json"
@@ -41,11 +41,11 @@ LEVEL = 0.95
 
 
 def side_runs(sweeps: list[Path], extra: list[Path]) -> dict[str, dict]:
-    """The runs of one side: every sweep's draws and the extra results.json files; a draw that
+    """The runs of one side: the extra results.json files and every sweep's draws; a draw that
     two sweeps both hold is refused (it would be counted twice, or one of them lost)."""
-    runs: dict[str, dict] = {}
-    for i, sweep in enumerate(sweeps):
-        found = draw_results(sweep, extra if i == 0 else [])
+    runs = {str(path): read_json(path) for path in extra}
+    for sweep in sweeps:
+        found = sweep_results(sweep)
         twice = sorted(set(found) & set(runs))
         if twice:
             raise SystemExit(f"{sweep}: {twice} already read from another sweep of this side")

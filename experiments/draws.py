@@ -30,13 +30,19 @@ OUT = REPO_ROOT / "experiments" / "results" / "draws.json"
 VARIANTS = ("real", "stimuli", "stimuli_kd")
 
 
-def draw_results(sweep: Path, extra: list[Path]) -> dict[str, dict]:
-    """results.json of every finished job under `sweep` and of each `extra` file, by label
-    (`draw N` from the job's config; an extra file by its path)."""
-    runs = {str(path): read_json(path) for path in extra}
+def sweep_results(sweep: Path) -> dict[str, dict]:
+    """results.json of every finished job under `sweep`, by `draw N` from the job's config."""
+    runs = {}
     for job in sorted(p for p in Path(sweep).iterdir() if (p / "results.json").is_file()):
         draw = OmegaConf.load(job / "config_resolved.yaml").synthesis.get("draw", 0)
         runs[f"draw {draw}"] = read_json(job / "results.json")
+    return runs
+
+
+def draw_results(sweep: Path, extra: list[Path]) -> dict[str, dict]:
+    """results.json of every finished job under `sweep` and of each `extra` file, by label
+    (`draw N` from the job's config; an extra file by its path)."""
+    runs = {str(path): read_json(path) for path in extra} | sweep_results(sweep)
     if len(runs) < 2:
         raise SystemExit(f"{sweep}: {len(runs)} finished run(s); a spread needs at least 2")
     return runs

@@ -39,6 +39,21 @@ def test_a_draw_reuses_the_teacher_and_real_students_and_the_spread_shows_what_m
                 m: drawn["students"][student][variant][m] for m in ("acc", "kappa")
             }
 
+    # The same draws on both sides of draw_difference differ by nothing; a sweep read twice
+    # on one side is refused rather than counted twice.
+    out, both = tmp_path / "difference.json", str(tiny_run.out / "results.json")
+    draw_difference.main(
+        [str(sweep), "--with", both, "--base", str(sweep), "--base-with", both, "--out", str(out)]
+    )
+    compared = json.loads(out.read_text())["students"]
+    assert set(compared) == set(tiny_run.results["students"])
+    for variants in compared.values():
+        cell = variants["stimuli_kd"]
+        assert cell["difference"] == 0.0 and cell["interval"][0] <= 0.0 <= cell["interval"][1]
+        assert cell["standing"] != "worse"
+    with pytest.raises(SystemExit, match="already read"):
+        draw_difference.side_runs([sweep, sweep], [])
+
 
 def _runs(accs: list[float], student: str = "knn", variant: str = "stimuli_kd") -> dict:
     return {
