@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from experiments.draws import sweep_results
+from experiments.draws import spread, sweep_results
 from stimuli.io import read_json, write_json
 from stimuli.paths import REPO_ROOT
 
@@ -54,16 +54,15 @@ def side_runs(sweeps: list[Path], extra: list[Path]) -> dict[str, dict]:
 
 
 def accuracies(runs: dict[str, dict]) -> dict[str, dict[str, list[float]]]:
-    """Test accuracy per student and training set, one value per run (runs that lack it or
-    failed it are left out)."""
-    table: dict[str, dict[str, list[float]]] = {}
-    for result in runs.values():
-        for student, variants in (result.get("students") or {}).items():
-            for variant in VARIANTS:
-                metrics = variants.get(variant)
-                if isinstance(metrics, dict) and "acc" in metrics:
-                    table.setdefault(student, {}).setdefault(variant, []).append(metrics["acc"])
-    return table
+    """Test accuracy per student and training set, one value per run that has it."""
+    return {
+        student: {
+            variant: [run["acc"] for run in cell["runs"].values()]
+            for variant, cell in variants.items()
+            if variant in VARIANTS
+        }
+        for student, variants in spread(runs).items()
+    }
 
 
 def compare(new: list[float], base: list[float], bar: float) -> dict:

@@ -50,14 +50,14 @@ def draw_results(sweep: Path, extra: list[Path]) -> dict[str, dict]:
 
 def spread(runs: dict[str, dict]) -> dict:
     """Per student and training set: mean, sd, worst over the runs (as the audit pools splits)
-    and each run's test accuracy and kappa."""
+    and each run's test accuracy and kappa (a fit that failed, `{"error": ...}`, is left out)."""
     pooled = utility_over_splits(list(runs.values()))
     for student, variants in pooled.items():
         for variant, cell in variants.items():
             cell["runs"] = {
                 label: {m: r["students"][student][variant][m] for m in ("acc", "kappa")}
                 for label, r in runs.items()
-                if variant in r.get("students", {}).get(student, {})
+                if "acc" in r.get("students", {}).get(student, {}).get(variant, {})
             }
     return pooled
 
