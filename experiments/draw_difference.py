@@ -73,7 +73,9 @@ def compare(new: list[float], base: list[float], bar: float) -> dict:
         raise ValueError(f"each side needs at least 2 draws, got {len(a)} new and {len(b)} base")
     diff = float(a.mean() - b.mean())
     sd_new, sd_base = float(a.std(ddof=1)), float(b.std(ddof=1))
-    if sd_new == 0.0 and sd_base == 0.0:  # e.g. students on real windows: cached, identical
+    if np.ptp(a) == 0 and np.ptp(b) == 0:  # e.g. students on real windows: cached, identical
+        sd_new = sd_base = 0.0  # not the float rounding of a mean of equal values
+        diff = float(a[0] - b[0])
         low = high = diff
     else:
         interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(LEVEL)
@@ -86,8 +88,8 @@ def compare(new: list[float], base: list[float], bar: float) -> dict:
         t = float(stats.norm.ppf(0.5 + LEVEL / 2))
         needed = math.ceil(t**2 * (sd_new**2 + sd_base**2) / (diff + bar) ** 2)
     return {
-        "new": {"mean": float(a.mean()), "sd": sd_new, "n": len(a)},
-        "base": {"mean": float(b.mean()), "sd": sd_base, "n": len(b)},
+        "new": {"mean": float(a.mean()), "sd": sd_new, "n": len(a), "acc": a.tolist()},
+        "base": {"mean": float(b.mean()), "sd": sd_base, "n": len(b), "acc": b.tolist()},
         "difference": diff,
         "interval": [low, high],
         "standing": standing,
