@@ -71,13 +71,13 @@ def compare(new: list[float], base: list[float], bar: float) -> dict:
     a, b = np.asarray(new, dtype=float), np.asarray(base, dtype=float)
     if len(a) < 2 or len(b) < 2:
         raise ValueError(f"each side needs at least 2 draws, got {len(a)} new and {len(b)} base")
-    diff = float(a.mean() - b.mean())
-    sd_new, sd_base = float(a.std(ddof=1)), float(b.std(ddof=1))
     if np.ptp(a) == 0 and np.ptp(b) == 0:  # e.g. students on real windows: cached, identical
-        sd_new = sd_base = 0.0  # not the float rounding of a mean of equal values
-        diff = float(a[0] - b[0])
+        # exact: not the float rounding of means of equal values (nor scipy's warning on it)
+        diff, sd_new, sd_base = float(a[0] - b[0]), 0.0, 0.0
         low = high = diff
     else:
+        diff = float(a.mean() - b.mean())
+        sd_new, sd_base = float(a.std(ddof=1)), float(b.std(ddof=1))
         interval = stats.ttest_ind(a, b, equal_var=False).confidence_interval(LEVEL)
         low, high = float(interval.low), float(interval.high)
     standing = "within" if low > -bar else "worse" if high < -bar else "undecided"
